@@ -1,0 +1,205 @@
+"""Checkpoints: one .safetensors file, weights + JSON metadata; atomic saves; loads that never execute anything.
+
+Layout of the metadata (all values are JSON strings, as safetensors requires):
+  format        FORMAT_VERSION
+  model_config  ModelConfig.to_dict()
+  train_config  TrainConfig.to_dict()
+  dataset       the data set's name
+  history       per-epoch training rows
+  metrics       final held-out metrics
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vae.config import ConfigError, ModelConfig, TrainConfig
+from vae.model import VAE, build_model
+
+FORMAT = "vae-explorer/1"
+MAX_FILE_BYTES = 1 << 30  # models here are a few MB; anything near a GB is not ours
+MAX_HEADER_BYTES = 16 << 20  # the history of a long run is well under this
+
+
+class CheckpointError(ValueError):
+    """The file is not a readable checkpoint of ours; the message says why, in one line."""
+
+
+@dataclass
+class Checkpoint:
+    model: VAE
+    model_config: ModelConfig
+    train_config: TrainConfig | None
+    dataset: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/Inf are not JSON: store them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def to_bytes(model: VAE, train_config: TrainConfig | None, dataset: str, history: list[dict] | None = None,
+             metrics: dict | None = None) -> bytes:
+    """Serialise a model and its story to safetensors bytes."""
+    from safetensors.torch import save
+
+    meta = {
+        "format": FORMAT,
+        "model_config": json.dumps(model.cfg.to_dict()),
+        "train_config": json.dumps(train_config.to_dict() if train_config else None),
+        "dataset": json.dumps(dataset),
+        "history": json.dumps(_json_safe(history or [])),
+        "metrics": json.dumps(_json_safe(metrics or {})),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return save(tensors, metadata=meta)
+
+
+def save_checkpoint(path: str | Path, model: VAE, train_config: TrainConfig | None, dataset: str,
+                    history: list[dict] | None = None, metrics: dict | None = None) -> Path:
+    """Write atomically: a temporary file in the same folder, fsync, then os.replace over the target."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoint names end in .safetensors, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = to_bytes(model, train_config, dataset, history, metrics)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def read_header(data: bytes) -> dict[str, Any]:
+    """Parse and check the safetensors header by hand, before any tensor is touched."""
+    if len(data) < 8:
+        raise CheckpointError("the file is too short to be a safetensors checkpoint")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES or n > len(data) - 8:
+        hint = " (it looks like a pickle: those are never loaded)" if data[:1] == b"\x80" or data[:2] == b"PK" else ""
+        raise CheckpointError(f"not a safetensors checkpoint, or a truncated one{hint}")
+    try:
+        header = json.loads(data[8: 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError("the checkpoint's header is corrupt (not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError("the checkpoint's header is corrupt (not a JSON object)")
+    body = len(data) - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(f"the checkpoint's header is corrupt at tensor {name!r}") from None
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= body):
+            raise CheckpointError("the checkpoint is truncated: tensor data runs past the end of the file")
+    return header
+
+
+def _meta_json(meta: dict[str, str], key: str) -> Any:
+    if key not in meta:
+        raise CheckpointError(f"the checkpoint's metadata has no {key!r}")
+    try:
+        return json.loads(meta[key])
+    except (TypeError, json.JSONDecodeError):
+        raise CheckpointError(f"the checkpoint's metadata {key!r} is not valid JSON") from None
+
+
+def from_bytes(data: bytes, path: Path | None = None) -> Checkpoint:
+    """Validate and load checkpoint bytes: header, config bounds, tensor shapes, finiteness, strict state dict."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if len(data) > MAX_FILE_BYTES:
+        raise CheckpointError(f"the file is {len(data) / 2**20:.0f} MB; checkpoints here are far smaller")
+    header = read_header(data)
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"not a VAE-explorer checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    try:
+        model_config = ModelConfig.from_dict(_meta_json(meta, "model_config"))
+        tc = _meta_json(meta, "train_config")
+        train_config = TrainConfig.from_dict(tc) if tc is not None else None
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"the checkpoint's configuration is invalid: {exc}") from None
+    dataset = _meta_json(meta, "dataset")
+    history = _meta_json(meta, "history")
+    metrics = _meta_json(meta, "metrics")
+    if not isinstance(dataset, str) or not isinstance(history, list) or not isinstance(metrics, dict):
+        raise CheckpointError("the checkpoint's metadata has the wrong types")
+
+    model = build_model(model_config)  # bounded by the validated config
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    stored = {k: v for k, v in header.items() if k != "__metadata__"}
+    if set(stored) != set(expected):
+        missing, extra = set(expected) - set(stored), set(stored) - set(expected)
+        raise CheckpointError(f"the weights do not match the config (missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
+    for k, info in stored.items():
+        if tuple(info.get("shape", ())) != expected[k][0] or info.get("dtype") != "F32":
+            raise CheckpointError(f"tensor {k!r} has shape {info.get('shape')} {info.get('dtype')}, expected {list(expected[k][0])} F32")
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"the checkpoint's tensors cannot be read: {exc}") from None
+    for k, v in tensors.items():
+        if not torch.isfinite(v).all():
+            raise CheckpointError(f"tensor {k!r} holds NaN or Inf values; refusing to load it")
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return Checkpoint(model, model_config, train_config, dataset, history, metrics, path)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a .safetensors checkpoint from disk. Never unpickles; any problem raises CheckpointError."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise CheckpointError(f"{path.name}: {size / 2**20:.0f} MB is far larger than any checkpoint here")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return from_bytes(data, path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from None
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """The .safetensors files in `folder`, newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.safetensors"), key=lambda p: (-p.stat().st_mtime, p.name))

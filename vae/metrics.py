@@ -1,0 +1,96 @@
+"""What the model learned: likelihood bounds, active units, linear probes on latent means, MIG."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vae.explore import encode
+from vae.losses import iwae_nll
+from vae.model import VAE
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active if Cov_x(E_q[z_u]) > 0.01
+
+
+def iwae_estimate(model: VAE, x: torch.Tensor, k: int = 1000, batch_size: int = 50, seed: int = 0,
+                  progress: Callable[[float], None] | None = None) -> float:
+    """Mean importance-weighted -log p(x) over x, in nats; `progress` gets the fraction done."""
+    dev = next(model.parameters()).device
+    g = torch.Generator(device=dev).manual_seed(seed)
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        total += float(iwae_nll(model, x[i: i + batch_size].to(dev), k, generator=g).sum())
+        if progress is not None:
+            progress(min(1.0, (i + batch_size) / len(x)))
+    return total / max(1, len(x))
+
+
+def active_units(mu: torch.Tensor | np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, np.ndarray]:
+    """Number of latent dimensions whose posterior mean varies across the data, and each dimension's variance."""
+    var = np.asarray(mu, dtype=np.float64).var(axis=0)
+    return int((var > threshold).sum()), var
+
+
+def _logistic_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    clf.fit(f_train, y_train)
+    return float(clf.score(f_test, y_test))
+
+
+def linear_probe(model: VAE, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                 labels_per_class: int | None = None, seed: int = 0) -> dict[str, float]:
+    """Logistic regression on latent means versus on raw pixels: held-out accuracy of each.
+
+    With labels_per_class, only that many labelled training examples per class are used: the article's
+    semi-supervised use, where the VAE learned from everything and the classifier sees a few labels.
+    """
+    y_tr, y_te = np.asarray(y_train), np.asarray(y_test)
+    idx = np.arange(len(y_tr))
+    if labels_per_class is not None:
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate([rng.permutation(np.flatnonzero(y_tr == c))[:labels_per_class] for c in np.unique(y_tr)])
+    mu_tr, _ = encode(model, x_train[idx])
+    mu_te, _ = encode(model, x_test)
+    px_tr, px_te = x_train[idx].flatten(1).numpy(), x_test.flatten(1).numpy()
+    return {
+        "latent": _logistic_accuracy(mu_tr.numpy(), y_tr[idx], mu_te.numpy(), y_te),
+        "pixels": _logistic_accuracy(px_tr, y_tr[idx], px_te, y_te),
+        "n_labels": int(len(idx)),
+    }
+
+
+def _discrete_mi(a: np.ndarray, b: np.ndarray) -> float:
+    """Mutual information (nats) between two integer arrays."""
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1)
+    joint /= joint.sum()
+    pa, pb = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum())
+
+
+def _entropy(a: np.ndarray) -> float:
+    p = np.bincount(a) / len(a)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def mig(mu: torch.Tensor | np.ndarray, factors: torch.Tensor | np.ndarray, bins: int = 20) -> dict[str, object]:
+    """Mutual Information Gap (Chen et al. 2018): per factor, the gap between the two latents most informative
+    about it, over the factor's entropy; averaged over factors. Latents are discretised into `bins` bins."""
+    mu = np.asarray(mu, dtype=np.float64)
+    factors = np.asarray(factors, dtype=np.int64)
+    codes = np.stack([np.digitize(m, np.histogram_bin_edges(m, bins)[1:-1]) for m in mu.T])  # (L, N)
+    mi = np.array([[_discrete_mi(c, f) for f in factors.T] for c in codes])  # (L, F)
+    gaps = []
+    for j in range(factors.shape[1]):
+        h = _entropy(factors[:, j])
+        top = np.sort(mi[:, j])[::-1]
+        second = top[1] if len(top) > 1 else 0.0
+        gaps.append((top[0] - second) / h if h > 0 else 0.0)
+    return {"mig": float(np.mean(gaps)), "per_factor": [float(g) for g in gaps], "mutual_information": mi.tolist()}
