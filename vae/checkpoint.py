@@ -82,6 +82,9 @@ def save_checkpoint(path: str | Path, model: VAE, train_config: TrainConfig | No
     data = to_bytes(model, train_config, dataset, history, metrics)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -111,7 +114,7 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise CheckpointError(f"not a safetensors checkpoint, or a truncated one{hint}")
     try:
         header = json.loads(data[8: 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError("the checkpoint's header is corrupt (not JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError("the checkpoint's header is corrupt (not a JSON object)")
@@ -146,6 +149,8 @@ def from_bytes(data: bytes, path: Path | None = None) -> Checkpoint:
         raise CheckpointError(f"the file is {len(data) / 2**20:.0f} MB; checkpoints here are far smaller")
     header = read_header(data)
     meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError("the checkpoint's metadata is corrupt (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"not a VAE-explorer checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
     try:
@@ -160,14 +165,14 @@ def from_bytes(data: bytes, path: Path | None = None) -> Checkpoint:
     if not isinstance(dataset, str) or not isinstance(history, list) or not isinstance(metrics, dict):
         raise CheckpointError("the checkpoint's metadata has the wrong types")
 
-    model = build_model(model_config)  # bounded by the validated config
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    with torch.device("meta"):  # shapes only: nothing is allocated until the file's tensors are known to match
+        expected = {k: (tuple(v.shape), v.dtype) for k, v in build_model(model_config).state_dict().items()}
     stored = {k: v for k, v in header.items() if k != "__metadata__"}
     if set(stored) != set(expected):
         missing, extra = set(expected) - set(stored), set(stored) - set(expected)
         raise CheckpointError(f"the weights do not match the config (missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
     for k, info in stored.items():
-        if tuple(info.get("shape", ())) != expected[k][0] or info.get("dtype") != "F32":
+        if not isinstance(info.get("shape"), list) or tuple(info["shape"]) != expected[k][0] or info.get("dtype") != "F32":
             raise CheckpointError(f"tensor {k!r} has shape {info.get('shape')} {info.get('dtype')}, expected {list(expected[k][0])} F32")
     try:
         tensors = load(data)
@@ -176,6 +181,7 @@ def from_bytes(data: bytes, path: Path | None = None) -> Checkpoint:
     for k, v in tensors.items():
         if not torch.isfinite(v).all():
             raise CheckpointError(f"tensor {k!r} holds NaN or Inf values; refusing to load it")
+    model = build_model(model_config)  # the file holds this many weights, so the allocation is bounded by its size
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return Checkpoint(model, model_config, train_config, dataset, history, metrics, path)

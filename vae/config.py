@@ -24,7 +24,7 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
 
 
 def _check_float(name: str, value: Any, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi or not math.isfinite(value):
         raise ConfigError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
 
 
@@ -47,7 +47,7 @@ class ModelConfig:
             raise ConfigError(f"input_shape must be (C, H, W), got {self.input_shape!r}")
         object.__setattr__(self, "input_shape", shape)
         c, h, w = shape
-        if c not in (1, 3):
+        if type(c) is not int or c not in (1, 3):
             raise ConfigError(f"input channels must be 1 or 3, got {c!r}")
         _check_int("image height", h, 4, MAX_SIDE)
         _check_int("image width", w, 4, MAX_SIDE)
@@ -97,7 +97,7 @@ class TrainConfig:
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("threads", self.threads, 0, 1024)
         _check_int("eval_every", self.eval_every, 1, 100_000)
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+        if not isinstance(self.device, str) or (self.device not in ("auto", "cpu") and not self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, method: str = "l
         return (1 - t) * z0 + t * z1
     cos = ((z0 / n0) * (z1 / n1)).sum().clamp(-1, 1)
     omega = torch.arccos(cos)
-    if omega.abs() < 1e-4:  # (anti)parallel vectors: slerp degenerates to lerp
+    if torch.sin(omega).abs() < 1e-4:  # (anti)parallel vectors: slerp degenerates to lerp
         return (1 - t) * z0 + t * z1
     return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 

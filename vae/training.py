@@ -140,7 +140,7 @@ def fit(
                 sums += torch.stack([t["recon"].sum(), t["kl"].sum(), t["loss"].sum()]).detach()
             if on_step is not None and step % step_every == 0:
                 on_step({"step": step, "epoch": epoch, "batch": i + 1, "steps_per_epoch": steps_per_epoch,
-                         "loss": float(loss), "recon": float(t["recon"].mean()), "kl": float(t["kl"].mean()),
+                         "loss": loss.item(), "recon": t["recon"].mean().item(), "kl": t["kl"].mean().item(),
                          "beta": beta, "seconds": time.perf_counter() - t0})
         if status == "nan" or not _all_finite(model):
             model.load_state_dict(last_good)  # weights may already be NaN from the step before: roll back

@@ -1,0 +1,172 @@
+"""Cached loading and the current model of each browser session.
+
+Models loaded from files or uploads are cached with st.cache_resource and shared between sessions: they are
+read-only (eval mode; every use goes through vae's inference-mode functions). A model trained in this browser
+session lives only in st.session_state.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+import vae
+from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = ROOT / "checkpoints"
+DEFAULT_CHECKPOINT = "mnist5k-mlp-z2.safetensors"
+MAX_UPLOAD_MB = 200
+
+# Decoding for the UI is small and latency-bound: one thread avoids fighting the server and a training thread.
+torch.set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    key: str  # stable id for caches: file path + mtime, upload digest, or session run id
+    label: str
+    ck: Checkpoint
+
+    @property
+    def model(self) -> vae.VAE:
+        return self.ck.model
+
+    @property
+    def config(self) -> vae.ModelConfig:
+        return self.ck.model_config
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _load_file(path: str, mtime_ns: int) -> Checkpoint:
+    return vae.load_checkpoint(path)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load_upload(digest: str, _data: bytes) -> Checkpoint:
+    return from_bytes(_data)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the data set…")
+def dataset(name: str) -> vae.Dataset:
+    """A data set, loaded once per server and shared read-only."""
+    return vae.load_dataset(name)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
+    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics)
+
+
+def dataset_for(active: ActiveModel) -> vae.Dataset:
+    """The data set the model was trained on (folder data sets are re-read at the model's size)."""
+    return dataset(active.ck.dataset)
+
+
+def checkpoint_files() -> list[Path]:
+    return vae.list_checkpoints(CHECKPOINT_DIR)
+
+
+def add_session_model(ck: Checkpoint, label: str) -> ActiveModel:
+    """Make a model trained (or otherwise made) in this browser session its current model."""
+    active = ActiveModel(f"session:{uuid.uuid4().hex}", label, ck)
+    st.session_state.setdefault("session_models", {})[active.key] = active
+    st.session_state["model_key"] = active.key
+    return active
+
+
+def _file_model(path: Path) -> ActiveModel:
+    mtime = path.stat().st_mtime_ns
+    return ActiveModel(f"file:{path}:{mtime}", path.stem, _load_file(str(path), mtime))
+
+
+def _choices() -> dict[str, tuple[str, object]]:
+    """key -> (label, loader) for every model this session can pick."""
+    out: dict[str, tuple[str, object]] = {}
+    for key, active in st.session_state.get("session_models", {}).items():
+        out[key] = (f"{active.label} (this session)", active)
+    for key, active in st.session_state.get("uploaded_models", {}).items():
+        out[key] = (f"{active.label} (uploaded)", active)
+    for path in checkpoint_files():
+        out[f"path:{path}"] = (path.stem, path)
+    return out
+
+
+def current() -> ActiveModel | None:
+    """This session's current model, or None when there is none to pick."""
+    choices = _choices()
+    if not choices:
+        return None
+    key = st.session_state.get("model_key")
+    if key not in choices:
+        default = f"path:{CHECKPOINT_DIR / DEFAULT_CHECKPOINT}"
+        key = default if default in choices else next(iter(choices))
+        st.session_state["model_key"] = key
+    _, target = choices[key]
+    if isinstance(target, ActiveModel):
+        return target
+    try:
+        return _file_model(target)
+    except CheckpointError as exc:
+        st.sidebar.error(str(exc))
+        return None
+
+
+def require_model() -> ActiveModel:
+    """The current model, or a message and a stop of this page's run."""
+    active = current()
+    if active is None:
+        st.info("No model yet: train one on the **Train** page, or upload a `.safetensors` checkpoint in the sidebar.")
+        st.stop()
+    return active
+
+
+def _upload_ui() -> None:
+    up = st.file_uploader("Open a checkpoint (.safetensors)", type=["safetensors"], key="ckpt_upload")
+    if up is None:
+        return
+    data = up.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    key = f"upload:{digest}"
+    if key in st.session_state.get("uploaded_models", {}):
+        return
+    if len(data) > MAX_UPLOAD_MB * 2**20:
+        st.error(f"{up.name}: {len(data) / 2**20:.0f} MB is larger than any checkpoint of ours.")
+        return
+    try:
+        ck = _load_upload(digest, data)
+    except CheckpointError as exc:
+        st.error(f"{up.name}: {exc}")
+        return
+    st.session_state.setdefault("uploaded_models", {})[key] = ActiveModel(key, Path(up.name).stem, ck)
+    st.session_state["model_key"] = key
+
+
+def model_sidebar() -> None:
+    """The model picker shared by every page: shipped/saved checkpoints, this session's models, uploads, download."""
+    with st.sidebar:
+        st.subheader("Model")
+        _upload_ui()
+        choices = _choices()
+        if not choices:
+            st.caption("No checkpoints yet.")
+            return
+        active = current()  # settles model_key on a valid choice
+        # The widget has its own key so pages may switch the model later in a run (after training, say).
+        st.session_state["model_select"] = st.session_state["model_key"]
+        st.selectbox("Current model", list(choices), format_func=lambda k: choices[k][0], key="model_select",
+                     on_change=lambda: st.session_state.update(model_key=st.session_state["model_select"]))
+        active = current()
+        if active is None:
+            return
+        cfg = active.config
+        neg_elbo = active.ck.metrics.get("neg_elbo")
+        st.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
+                   + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
+        st.download_button("Download checkpoint", data=checkpoint_bytes(active.key, active.ck),
+                           file_name=f"{active.label}.safetensors", mime="application/octet-stream",
+                           icon=":material/download:", on_click="ignore")

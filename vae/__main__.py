@@ -1,0 +1,224 @@
+"""Command line: python -m vae {train, evaluate, info}. Errors are one line on stderr and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """Reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {s}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m vae", description="Train, evaluate and inspect variational autoencoders.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a VAE and save a .safetensors checkpoint")
+    t.add_argument("--dataset", default="mnist5k", help="mnist5k, digits, shapes, mnist, fashion-mnist, kmnist, cifar10 or folder:PATH")
+    t.add_argument("--arch", default="mlp", help="mlp (the article's) or conv")
+    t.add_argument("--latent-dim", type=int, default=16)
+    t.add_argument("--hidden", type=int, default=512)
+    t.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
+    t.add_argument("--obs-std", type=float, default=0.1, help="std of the Gaussian likelihood")
+    t.add_argument("--beta", type=float, default=1.0)
+    t.add_argument("--warmup", type=float, default=0.0, help="KL warm-up length in epochs")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--eval-every", type=int, default=1)
+    t.add_argument("--iwae-k", type=int, default=0, help="also estimate the importance-weighted NLL with K samples at the end")
+    t.add_argument("--root", default=None, help="folder of torchvision data sets")
+    t.add_argument("--download", action="store_true", help="download torchvision data sets (needs the network)")
+    t.add_argument("--image-size", type=int, default=28, help="side of images from folder:PATH")
+    t.add_argument("--rgb", action="store_true", help="read folder:PATH images in colour")
+    t.add_argument("--out", required=True, help="checkpoint path, ending in .safetensors")
+    t.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+
+    e = sub.add_parser("evaluate", help="held-out ELBO, IWAE NLL, active units, probe accuracy")
+    e.add_argument("checkpoint")
+    e.add_argument("--dataset", default=None, help="defaults to the checkpoint's data set")
+    e.add_argument("--iwae-k", type=_positive_int, default=1000)
+    e.add_argument("--limit", type=int, default=0, help="evaluate on the first N held-out images only")
+    e.add_argument("--root", default=None)
+    e.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("info", help="config, data set and history of a checkpoint")
+    i.add_argument("checkpoint")
+    i.add_argument("--json", action="store_true")
+    return p
+
+
+class _Progress:
+    """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, total_steps: int, enabled: bool):
+        self.total, self.enabled, self.t0, self.last = total_steps, enabled, time.perf_counter(), 0.0
+
+    def __call__(self, m: dict[str, float]) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.1 and m["step"] < self.total):
+            return
+        self.last = now
+        frac = min(1.0, m["step"] / self.total)
+        eta = (now - self.t0) * (1 - frac) / max(frac, 1e-9)
+        bar = "#" * int(30 * frac)
+        sys.stderr.write(f"\r[{bar:<30}] epoch {m['epoch']} loss {m['loss']:8.2f} (recon {m['recon']:.1f}, kl {m['kl']:.1f}) eta {eta:4.0f}s")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _summary(history: list[dict[str, Any]]) -> str:
+    if not history:
+        return "no epochs"
+    last = history[-1]
+    best = min((h["test_neg_elbo"] for h in history if h.get("test_neg_elbo") is not None), default=float("nan"))
+    return f"{len(history)} epochs, {last.get('seconds', 0):.1f} s, last held-out -ELBO {last.get('test_neg_elbo', float('nan')):.2f}, best {best:.2f}"
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from vae.checkpoint import save_checkpoint
+    from vae.config import ModelConfig, TrainConfig
+    from vae.data import load_dataset
+    from vae.metrics import iwae_estimate
+    from vae.model import build_model
+    from vae.training import StopFlag, fit
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise CliError(f"--out must end in .safetensors, got {args.out!r}")
+    train_cfg = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+                            warmup_epochs=args.warmup, seed=args.seed, threads=args.threads, device=args.device,
+                            eval_every=args.eval_every)
+    data = load_dataset(args.dataset, root=args.root, download=args.download, image_size=args.image_size, grey=not args.rgb)
+    model_cfg = ModelConfig(arch=args.arch, input_shape=data.shape, latent_dim=args.latent_dim, hidden=args.hidden,
+                            likelihood=args.likelihood, obs_std=args.obs_std)
+    torch.manual_seed(args.seed)
+    model = build_model(model_cfg)
+    stop = StopFlag()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the step, save what we have
+    steps = args.epochs * math.ceil(len(data.x_train) / min(args.batch_size, len(data.x_train)))
+    bar = _Progress(steps, sys.stderr.isatty())
+    result = fit(model, data, train_cfg, on_step=bar, stop=stop)
+    bar.close()
+    metrics = {k: v for k, v in result.final.items()}
+    metrics.update({"status": result.status, "message": result.message, "seconds": result.seconds})
+    if args.iwae_k and result.status != "nan":
+        metrics["iwae_nll"] = iwae_estimate(model, data.x_test, k=args.iwae_k)
+        metrics["iwae_k"] = args.iwae_k
+    save_checkpoint(out, model.cpu(), train_cfg, data.name, result.history, metrics)
+    if result.status != "finished":
+        print(f"note: {result.message}", file=sys.stderr)
+    return {
+        "seconds": round(result.seconds, 3), "epochs": result.epochs, "status": result.status,
+        "test_neg_elbo": result.final.get("neg_elbo"), "test_recon": result.final.get("recon"),
+        "test_kl": result.final.get("kl"), "iwae_nll": metrics.get("iwae_nll"), "checkpoint": str(out),
+    }
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from vae.checkpoint import load_checkpoint
+    from vae.data import load_dataset
+    from vae.explore import encode
+    from vae.metrics import active_units, iwae_estimate, linear_probe, mig
+    from vae.training import evaluate
+
+    ck = load_checkpoint(args.checkpoint)
+    name = args.dataset or ck.dataset
+    data = load_dataset(name, root=args.root) if not name.startswith("folder:") else load_dataset(
+        name, image_size=ck.model_config.input_shape[1], grey=ck.model_config.input_shape[0] == 1)
+    if data.shape != ck.model_config.input_shape:
+        raise CliError(f"data set {name!r} has images of shape {data.shape}; the model expects {ck.model_config.input_shape}")
+    x_test = data.x_test[: args.limit] if args.limit > 0 else data.x_test
+    ev = evaluate(ck.model, x_test)
+    mu, _ = encode(ck.model, x_test)
+    n_active, _ = active_units(mu)
+    result: dict[str, Any] = {"checkpoint": args.checkpoint, "dataset": name, "n": len(x_test),
+                              "neg_elbo": ev["neg_elbo"], "recon": ev["recon"], "kl": ev["kl"],
+                              "iwae_k": args.iwae_k, "iwae_nll": iwae_estimate(ck.model, x_test, k=args.iwae_k),
+                              "active_units": n_active, "latent_dim": ck.model_config.latent_dim}
+    if data.y_train is not None:
+        y_test = data.y_test[: len(x_test)]
+        probe = linear_probe(ck.model, data.x_train, data.y_train, x_test, y_test)
+        result.update({"probe_accuracy": probe["latent"], "pixel_probe_accuracy": probe["pixels"]})
+    else:
+        result["probe_accuracy"] = None
+    if data.factors_test is not None:
+        result["mig"] = mig(mu, data.factors_test[: len(x_test)])["mig"]
+    return result
+
+
+def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    from vae.checkpoint import load_checkpoint
+    from vae.model import count_parameters
+
+    ck = load_checkpoint(args.checkpoint)
+    return {"checkpoint": args.checkpoint, "dataset": ck.dataset, "model_config": ck.model_config.to_dict(),
+            "train_config": ck.train_config.to_dict() if ck.train_config else None,
+            "parameters": count_parameters(ck.model), "epochs": len(ck.history), "history": _summary(ck.history),
+            "metrics": {k: v for k, v in ck.metrics.items() if not isinstance(v, list)}}
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info}
+
+
+def _print_human(result: dict[str, Any]) -> None:
+    for k, v in result.items():
+        if isinstance(v, dict):
+            print(f"{k}:")
+            for kk, vv in v.items():
+                print(f"  {kk}: {vv}")
+        else:
+            print(f"{k}: {round(v, 4) if isinstance(v, float) else v}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vae.checkpoint import CheckpointError
+    from vae.config import ConfigError
+    from vae.data import DataError
+
+    try:
+        args = build_parser().parse_args(argv)
+        result = COMMANDS[args.command](args)
+    except (CliError, CheckpointError, ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        _print_human(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
