@@ -170,3 +170,24 @@ def model_sidebar() -> None:
         st.download_button("Download checkpoint", data=checkpoint_bytes(active.key, active.ck),
                            file_name=f"{active.label}.safetensors", mime="application/octet-stream",
                            icon=":material/download:", on_click="ignore")
+
+
+@st.cache_resource(max_entries=16, show_spinner="Encoding the held-out set…")
+def heldout_latents(key: str, _active: ActiveModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """mu, sigma (N, L) of the model's held-out set, computed once per model and shared read-only."""
+    return vae.encode(_active.model, dataset_for(_active).x_test)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def heldout_projection(key: str, _active: ActiveModel) -> "vae.explore.Projection":
+    """The 2-D view of the held-out latents: identity for 2-D latents, PCA otherwise (invertible)."""
+    mu, _ = heldout_latents(key, _active)
+    return vae.fit_projection(mu)
+
+
+def latents(active: ActiveModel) -> tuple[torch.Tensor, torch.Tensor]:
+    return heldout_latents(active.key, active)
+
+
+def projection(active: ActiveModel):
+    return heldout_projection(active.key, active)
