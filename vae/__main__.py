@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a VAE and save a .safetensors checkpoint")
-    t.add_argument("--dataset", default="mnist5k", help="mnist5k, digits, shapes, mnist, fashion-mnist, kmnist, cifar10 or folder:PATH")
+    t.add_argument("--dataset", default=None, help="mnist5k (default; with --resume, the checkpoint's), digits, shapes, mnist, fashion-mnist, kmnist, cifar10 or folder:PATH")
     t.add_argument("--arch", default="mlp", help="mlp (the article's) or conv")
     t.add_argument("--latent-dim", type=int, default=16)
     t.add_argument("--hidden", type=int, default=512)
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rgb", action="store_true", help="read folder:PATH images in colour")
     t.add_argument("--out", required=True, help="checkpoint path, ending in .safetensors")
     t.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    t.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue training its weights for --epochs more epochs")
 
     e = sub.add_parser("evaluate", help="held-out ELBO, IWAE NLL, active units, probe accuracy")
     e.add_argument("checkpoint")
@@ -111,6 +112,10 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from vae.model import build_model
     from vae.training import StopFlag, fit
 
+    from vae import distributed
+    if args.resume or distributed.launched_by_torchrun():  # torchrun with WORLD_SIZE > 1: DDP; see docs/distributed.md
+        return distributed.train_command(args)
+    args.dataset = args.dataset or "mnist5k"
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise CliError(f"--out must end in .safetensors, got {args.out!r}")
