@@ -30,6 +30,9 @@ def _positive_int(s: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vae.config import TrainConfig
+
+    d = TrainConfig()  # the CLI's defaults are the engine's
     p = _Parser(prog="python -m vae", description="Train, evaluate and inspect variational autoencoders.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -40,11 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=int, default=512)
     t.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
     t.add_argument("--obs-std", type=float, default=0.1, help="std of the Gaussian likelihood")
-    t.add_argument("--beta", type=float, default=1.0)
+    t.add_argument("--beta", type=float, default=d.beta)
     t.add_argument("--warmup", type=float, default=0.0, help="KL warm-up length in epochs")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    t.add_argument("--schedule", default=d.schedule, choices=["onecycle", "constant"], help="learning-rate schedule")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     t.add_argument("--device", default="auto")
@@ -120,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if out.suffix != ".safetensors":
         raise CliError(f"--out must end in .safetensors, got {args.out!r}")
     train_cfg = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
-                            warmup_epochs=args.warmup, seed=args.seed, threads=args.threads, device=args.device,
+                            warmup_epochs=args.warmup, schedule=args.schedule, seed=args.seed, threads=args.threads, device=args.device,
                             eval_every=args.eval_every)
     data = load_dataset(args.dataset, root=args.root, download=args.download, image_size=args.image_size, grey=not args.rgb)
     model_cfg = ModelConfig(arch=args.arch, input_shape=data.shape, latent_dim=args.latent_dim, hidden=args.hidden,

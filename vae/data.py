@@ -104,7 +104,7 @@ def _shapes(n: int = 6000, **_) -> Dataset:
     rng = np.random.default_rng(7)
     sizes = [len(SHAPE_NAMES), len(SHAPE_SCALES), len(SHAPE_ROTATIONS), len(SHAPE_POSITIONS), len(SHAPE_POSITIONS)]
     factors = np.stack([rng.integers(0, k, n) for k in sizes], axis=1)
-    x = np.concatenate([render_shapes(factors[i: i + 256]) for i in range(0, n, 256)])  # chunks: 2.6 GB -> 0.2 GB peak, 4x faster
+    x = render_shapes(factors)
     return _split("shapes", x, factors[:, 0], 1000, factors=factors, classes=SHAPE_NAMES, factor_names=SHAPE_FACTORS)
 
 
@@ -204,7 +204,8 @@ def load_image(data: bytes):
     if len(data) > MAX_IMAGE_BYTES:
         raise DataError(f"the image file is {len(data) / 2**20:.1f} MB; the limit is {MAX_IMAGE_BYTES // 2**20} MB")
     try:
-        im = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+        Image.init()  # Pillow 13 has no separate 'MPO' opener (JPEG reads those): asking for it raised KeyError
+        im = Image.open(io.BytesIO(data), formats=[f for f in sorted(ALLOWED_FORMATS) if f in Image.OPEN])
     except UnidentifiedImageError:
         raise DataError("this is not an image in an accepted format (PNG, JPEG, BMP, WebP, GIF)") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on hostile headers

@@ -39,8 +39,9 @@ from torch import nn
 from vae.config import TrainConfig
 from vae.data import Dataset
 from vae.losses import kl_per_dim, reconstruction_nll
-from vae.model import VAE
-from vae.training import EpochCallback, FitResult, StepCallback, StopFlag, _all_finite, _make_optimizer, evaluate, kl_weight
+from vae.model import VAE, init_output_bias
+from vae.training import (EpochCallback, FitResult, StepCallback, StopFlag, _all_finite, _make_optimizer, _make_schedule,
+                          evaluate, kl_weight)
 
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=10)  # a rank that vanished without closing its sockets
 
@@ -197,11 +198,14 @@ def fit_distributed(
         raise ValueError("the training set is empty")
     batch = min(cfg.batch_size * world, n)  # the global batch
     steps_per_epoch = math.ceil(n / batch)
+    if cfg.init_output_bias:  # as fit() does; every rank holds all of x_train, so every rank sets the same bias
+        init_output_bias(model, x_train.mean(dim=0))
     elbo = _ElboGivenNoise(model)
     if world > 1:
         ddp_kw = {"device_ids": [device.index]} if device.type == "cuda" else {}
         elbo = nn.parallel.DistributedDataParallel(elbo, **ddp_kw)
     opt = _make_optimizer(model, cfg.lr, device)
+    sched = _make_schedule(opt, cfg, cfg.epochs * steps_per_epoch)  # a resumed run is a new cycle over its epochs
     last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
     warmup_offset = start_epoch * steps_per_epoch  # warm-up is measured in epochs: continue where it was
 
@@ -238,6 +242,8 @@ def fit_distributed(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             step += 1
             done += 1
             sums = [a + b for a, b in zip(sums, (recon_s, kl_s, loss_s, count))]
@@ -344,8 +350,8 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         if ck is not None:
             extra.update({"resumed_from": str(args.resume), "resumed_at_epoch": start_epoch})
         train_cfg = TrainConfig(dataset=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
-                                warmup_epochs=args.warmup, seed=args.seed, threads=args.threads, device=args.device,
-                                eval_every=args.eval_every, extra=extra)
+                                warmup_epochs=args.warmup, schedule=args.schedule, seed=args.seed, threads=args.threads,
+                                device=args.device, eval_every=args.eval_every, init_output_bias=ck is None, extra=extra)
         if shape is not None and name.startswith("folder:"):
             data = load_dataset(name, image_size=shape[1], grey=shape[0] == 1)
         else:
@@ -430,7 +436,7 @@ def _last_test(row: dict[str, Any]) -> dict[str, Any]:
 
 def _note_changes(before: TrainConfig, now: TrainConfig) -> None:
     """Tell the user which hyper-parameters differ from the checkpoint's run (the command line wins)."""
-    for key in ("lr", "beta", "warmup_epochs", "batch_size", "seed"):
+    for key in ("lr", "schedule", "beta", "warmup_epochs", "batch_size", "seed"):
         a, b = getattr(before, key), getattr(now, key)
         if a != b:
             print(f"note: resuming with {key} {b} (the checkpoint was trained with {a})", file=sys.stderr)
