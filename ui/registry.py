@@ -19,4 +19,8 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/explore.py", "Explore", ":material/tune:", "explore"),
     PageSpec("pages/map.py", "Latent map", ":material/scatter_plot:", "map"),
     PageSpec("pages/reconstruct.py", "Reconstruct", ":material/draw:", "reconstruct"),
+    PageSpec("pages/interpolate.py", "Interpolate", ":material/linear_scale:", "interpolate", "Applications"),
+    PageSpec("pages/generate.py", "Generate", ":material/auto_awesome:", "generate", "Applications"),
+    PageSpec("pages/denoise.py", "Denoise & complete", ":material/healing:", "denoise", "Applications"),
+    PageSpec("pages/evaluate.py", "Evaluate & compare", ":material/analytics:", "evaluate", "Applications"),
 ]

@@ -1,0 +1,166 @@
+"""Evaluate: held-out likelihood bounds, the reconstruction/KL balance, features for probes, MIG, and two models
+compared on the same held-out images; the article's 'probabilistic inference', 'feature extraction',
+'semi-supervised learning' and 'balance reconstruction against KL'."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+import vae
+from ui import applications_ui as ui
+from ui import plots, state
+from vae import applications as apps
+
+st.title("Evaluate")
+top = st.container()
+active = state.require_model()
+data = ui.dataset_or_stop(active)
+L = active.config.latent_dim
+
+try:
+    s = apps.summarize(active.model, data)
+except ValueError as exc:
+    st.error(f"Cannot evaluate this model: {exc}")
+    st.stop()
+
+top.markdown("The article says a VAE **models the probability explicitly** (显式建模概率分布, 支持概率推断), gives "
+             "**features** for dimensionality reduction and **semi-supervised learning**, and warns that training must "
+             "**balance the reconstruction loss against the KL divergence** (需平衡重构损失与KL散度).")
+with top:
+    ui.claim(f"On {s.n} held-out images this model's −ELBO is {s.neg_elbo:.1f} nats per image: {s.recon:.1f} for "
+             f"reconstruction and {s.kl:.1f} for KL ({s.kl / max(s.neg_elbo, 1e-12):.0%}). {s.active} of its {L} latent "
+             f"dimensions are active; " + ("none has collapsed to the prior." if s.active == L else
+                                           f"the other {L - s.active} collapsed to the prior and carry no information."))
+
+this, other = st.tabs(["This model", "Compare two models"])
+
+with this:
+    c = st.columns(4)
+    c[0].metric("held-out −ELBO", f"{s.neg_elbo:.1f} nats")
+    c[1].metric("reconstruction", f"{s.recon:.1f} nats")
+    c[2].metric("KL", f"{s.kl:.1f} nats")
+    c[3].metric("active units", f"{s.active} / {L}", help="Burda et al. 2016: dimension u is active if the variance of "
+                "its posterior mean across the data exceeds 0.01.")
+
+    st.subheader("KL per latent dimension")
+    active_mask = np.asarray(s.mu_variance) > vae.metrics.ACTIVE_UNIT_THRESHOLD
+    fig = go.Figure(go.Bar(x=[f"z{i + 1}" for i in range(L)], y=s.kl_per_dim,
+                           marker_color=np.where(active_mask, "#4e79a7", "#bab0ac"),
+                           customdata=np.asarray(s.mu_variance), hovertemplate="%{x}: KL %{y:.2f} nats, "
+                           "Var[μ] %{customdata:.3f}<extra></extra>"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="nats", showlegend=False)
+    st.plotly_chart(fig, key="eval_kl_dims")
+    st.caption("Blue: active; grey: collapsed to the prior (the KL term pushed them there: the balance at work).")
+
+    st.subheader("Importance-weighted −log p(x)")
+    a, b = st.columns(2)
+    k = a.select_slider("Importance samples k", [1, 10, 100, 1000], value=100, key="eval_k",
+                        help="k = 1 is the ELBO; larger k gives a tighter upper bound on −log p(x) and takes k times longer.")
+    n_iw = b.select_slider("Held-out images", [100, 250, 500, len(data.x_test)], value=min(250, len(data.x_test)),
+                           key="eval_iwae_n")
+    key = ("iwae", active.key, k, n_iw)
+    result = ui.cached(key)
+    if result is None and st.button(f"Estimate with k = {k}", key="eval_iwae_run", icon=":material/calculate:"):
+        result = ui.run_with_progress(key, f"Importance sampling, k = {k}, {n_iw} images…",
+                                      lambda p: apps.likelihood(active.model, data, k, n_iw, progress=p))
+    if result is not None:
+        m = st.columns(3)
+        m[0].metric(f"IWAE −log p(x), k = {k}", f"{result['iwae']:.2f} nats")
+        m[1].metric("−ELBO on the same images", f"{result['neg_elbo']:.2f} nats")
+        m[2].metric("gap", f"{result['neg_elbo'] - result['iwae']:.2f} nats")
+        st.caption(f"An explicit probability: the model puts held-out images at about e^−{result['iwae']:.0f} each. "
+                   "The ELBO is a looser bound on the same quantity.")
+
+    st.subheader("Features: linear probes on latent means versus raw pixels")
+    if data.y_train is None:
+        st.caption(f"The data set {data.name!r} has no labels, so there is nothing to probe.")
+    else:
+        key = ("probes", active.key)
+        rows = ui.cached(key)
+        if rows is None and st.button("Run the probes (10, 100 and all labels per class)", key="eval_probe_run",
+                                      icon=":material/school:"):
+            rows = ui.run_with_progress(key, "Fitting logistic regressions…",
+                                        lambda p: apps.probes(active.model, data, progress=p))
+        if rows is not None:
+            table = pd.DataFrame([{"labels per class": r["labels_per_class"] or "all",
+                                   "labelled images": r["n_labels"],
+                                   f"accuracy on {L}-D latent means": r["latent"],
+                                   f"accuracy on {int(np.prod(data.shape))} pixels": r["pixels"]} for r in rows])
+            st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
+                                                                  for c in table.columns[2:]})
+            few = rows[0]
+            st.caption(f"Semi-supervised: the VAE learned from all {len(data.x_train)} images without labels; with "
+                       f"{few['n_labels']} labels a classifier on its {L} features scores {few['latent']:.0%}, on the "
+                       f"raw pixels {few['pixels']:.0%}.")
+        else:
+            st.caption("Logistic regression on the training set's latent means and on its pixels, scored on the "
+                       "held-out set; takes a few tens of seconds.")
+
+    st.subheader("Disentanglement (MIG)")
+    if s.mig is None:
+        st.caption("The Mutual Information Gap needs the true generative factors of the images: open a model "
+                   "trained on `shapes` (e.g. shapes-mlp-z6) to see it.")
+    else:
+        st.metric("MIG", f"{s.mig['mig']:.3f}", help="Chen et al. 2018: per factor, the gap in mutual information "
+                  "between the two most informative latents, over the factor's entropy; 0 = entangled, 1 = one latent per factor.")
+        mi = np.asarray(s.mig["mutual_information"])  # (L, F)
+        fig = go.Figure(go.Heatmap(z=mi.T, x=[f"z{i + 1}" for i in range(L)], y=data.factor_names, colorscale="Blues",
+                                   colorbar=dict(title="nats")))
+        fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10))
+        st.plotly_chart(fig, key="eval_mig")
+        st.dataframe(pd.DataFrame({"factor": data.factor_names, "MIG": s.mig["per_factor"]}), hide_index=True)
+
+with other:
+    files = [p for p in state.checkpoint_files() if p != active.ck.path]
+    if not files:
+        st.info("There is no other checkpoint to compare with: save one from the Train page first.")
+        st.stop()
+    # Default B: a sibling of A (same data set, one name extending the other: z16 and z16-beta4), else the same data set.
+    same = sorted((p for p in files if p.stem.startswith(active.ck.dataset)), key=lambda p: p.name)
+    kin = [p for p in same if p.stem.startswith(active.label) or active.label.startswith(p.stem)]
+    default = (kin or same or files)[0]
+    left, right = st.columns(2)
+    left.markdown(f"**A:** {active.label} (the current model)")
+    path = right.selectbox("**B:**", files, index=files.index(default), format_func=lambda p: Path(p).stem, key="eval_b")
+    b_model = ui.checkpoint_model(Path(path))
+    if b_model.ck.dataset != active.ck.dataset:
+        st.warning(f"{b_model.label} was trained on {b_model.ck.dataset!r} and {active.label} on {active.ck.dataset!r}: "
+                   "pick two models of the same data set to compare them on the same held-out images.")
+        st.stop()
+    k_cmp = st.select_slider("Also estimate −log p(x) with k importance samples (0 = skip)", [0, 10, 100], value=0,
+                             key="eval_cmp_k")
+    key = ("compare", active.key, b_model.key, k_cmp)
+    cmp = ui.cached(key)
+    if cmp is None:
+        try:
+            cmp = ui.run_with_progress(key, "Evaluating both models on the same held-out images…",
+                                       lambda p: apps.compare(active.model, b_model.model, data, n_show=10,
+                                                              limit=250 if k_cmp else None, iwae_k=k_cmp, progress=p))
+        except ValueError as exc:
+            st.error(f"Cannot compare: {exc}")
+            st.stop()
+    beta = lambda m: m.ck.train_config.beta if m.ck.train_config else None  # noqa: E731
+    (ra, rb), (ka, kb) = cmp.metrics["reconstruction (nats)"], cmp.metrics["KL (nats)"]
+    ui.claim(f"The reconstruction/KL balance, measured: A (β = {beta(active)}) spends {ra:.1f} nats on reconstruction "
+             f"and {ka:.1f} on KL; B (β = {beta(b_model)}) spends {rb:.1f} and {kb:.1f}. "
+             f"Active units: {cmp.metrics['active units'][0]:.0f} versus {cmp.metrics['active units'][1]:.0f}.")
+    table = pd.DataFrame({"metric": list(cmp.metrics), f"A: {active.label}": [v[0] for v in cmp.metrics.values()],
+                          f"B: {b_model.label}": [v[1] for v in cmp.metrics.values()]})
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                                          for c in table.columns[1:]})
+    maps = st.columns(2)
+    for col, m in zip(maps, (active, b_model)):
+        with col:
+            st.markdown(f"**Latent map of {m.label}**")
+            mu, _ = state.latents(m)
+            proj = state.projection(m)
+            fig = plots.latent_map_figure(proj.transform(mu), None if data.y_test is None else data.y_test.numpy(),
+                                          data.classes, height=380,
+                                          axis_titles=("z₁", "z₂") if proj.method == "identity" else ("PC 1", "PC 2"))
+            st.plotly_chart(fig, key=f"eval_map_{m.key}")
+    st.markdown("**The same held-out inputs, then A's and B's reconstructions**")
+    rows = torch.cat([cmp.inputs, cmp.reconstructions[0], cmp.reconstructions[1]])
+    ui.grid(rows, len(cmp.inputs), caption="top: input · middle: A · bottom: B", target=56)
