@@ -1,0 +1,191 @@
+"""Live latent control: sliders and a 2-D pad whose decoded image follows the pointer every animation frame.
+
+A Streamlit components-v2 element (inline HTML/CSS/JS from ui/latent_control/, no iframe). MLP decoders run in the
+browser from weights sent once per model and browser tab (vae.export); the others (conv) fall back to throttled
+round trips through Python. On release the final z lands in st.session_state[value_key] before the next run, so
+the whole page follows:
+
+    z = latent_control(active, "explore_z")   # np.ndarray (L,) float32, also st.session_state["explore_z"]
+    st.session_state["explore_z"] = mu[i]     # set it from elsewhere (a map click, a button callback): the control follows
+
+Set value_key before the control is drawn in a run (or in a widget callback); a value set after it shows next run.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+import vae
+from ui import state
+from vae.export import ExportError, export_decoder
+
+_ASSETS = Path(__file__).with_name("latent_control")
+_component = st.components.v2.component(
+    "vae_latent_control",
+    html=(_ASSETS / "latent_control.html").read_text(encoding="utf-8"),
+    css=(_ASSETS / "latent_control.css").read_text(encoding="utf-8"),
+    js=(_ASSETS / "latent_control.js").read_text(encoding="utf-8"),
+)
+
+BROWSER_MODELS = "_latent_control_browser_models"  # payload ids the browser tab holds, as its JS last reported
+MAX_PAD_POINTS = 2000  # the pad's background; mnist5k's held-out set is 1000
+
+
+@dataclass(frozen=True)
+class ModelPayload:
+    id: str  # what the browser caches it under: model key + decoder content
+    json: dict[str, Any]  # decoder (None when it runs on the server), pad points, labels, projection
+    span: float  # the sliders run over [-span, span]
+    nbytes: int  # size of the JSON the browser receives once
+
+    @property
+    def in_browser(self) -> bool:
+        return self.json["decoder"] is not None
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def model_payload(key: str, _active: state.ActiveModel) -> ModelPayload:
+    """Everything the browser needs once per model, built once per model and server."""
+    model, cfg = _active.model, _active.config
+    try:
+        decoder = export_decoder(model, "float32")  # float16 misses the 1/255 target: see tests/test_export.py
+        decoder_json, decoder_id, note = decoder.to_json(), decoder.model_id, ""
+    except ExportError as exc:
+        decoder_json, decoder_id = None, "server"
+        note = (f"This model's decoder runs only on the server ({exc}): while you drag, the image follows through "
+                "round trips to Python, a few per second rather than every frame.")
+    pad: dict[str, Any] = {}
+    span = 3.0
+    try:
+        mu, _ = state.latents(_active)
+        proj = state.projection(_active)
+        labels = state.dataset_for(_active).y_test
+        classes = state.dataset_for(_active).classes
+    except (vae.DataError, OSError):
+        mu = None  # the data set is gone (a folder moved): sliders without the map's background
+    if mu is not None and len(mu):
+        mu = mu.numpy()
+        span = float(min(10.0, max(3.0, np.ceil(2 * np.percentile(np.abs(mu), 99.9)) / 2)))
+    if mu is not None and len(mu) and cfg.latent_dim >= 2:
+        keep = np.linspace(0, len(mu) - 1, min(len(mu), MAX_PAD_POINTS)).astype(int)
+        xy = proj.transform(mu[keep]).astype(np.float32)  # (N, 2)
+        half = float(max(1.0, 1.1 * np.percentile(np.abs(xy), 99.5)))
+        if proj.method == "pca":
+            axes = [f"PC1 ({proj.explained[0]:.0%})", f"PC2 ({proj.explained[1]:.0%})"]
+            caption = (f"Held-out set on its PCA plane ({proj.explained.sum():.0%} of the variance of z). Dragging "
+                       "moves z within the plane; the other directions stay.")
+        else:
+            axes = ["z₁", "z₂"]
+            caption = "Held-out set. Drag the ring, or focus the pad and use the arrow keys."
+        pad = {
+            "points": _b64(xy), "extent": [-half, half, -half, half], "axis_titles": axes, "pad_caption": caption,
+            "labels": _b64(labels.numpy()[keep].astype(np.uint8)) if labels is not None and labels.max() < 256 else None,
+            "class_names": classes if labels is not None else None,
+            "projection": {"mean": proj.mean.tolist(), "components": proj.components.tolist()},
+        }
+    payload_id = hashlib.sha256(f"{key}|{decoder_id}".encode()).hexdigest()[:16]
+    body = {"id": payload_id, "latent_dim": cfg.latent_dim, "input_shape": list(cfg.input_shape),
+            "decoder": decoder_json, "server_note": note, **pad}
+    return ModelPayload(payload_id, body, span, len(json.dumps(body)))
+
+
+def current_z(value_key: str, latent_dim: int) -> np.ndarray:
+    """st.session_state[value_key] as a float32 (L,) array; the prior's mean when absent or unusable."""
+    raw = st.session_state.get(value_key)
+    try:
+        z = np.asarray(raw.detach().cpu() if hasattr(raw, "detach") else raw, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        z = None
+    if z is None or z.shape != (latent_dim,) or not np.isfinite(z).all():
+        z = np.zeros(latent_dim, np.float32)
+        st.session_state[value_key] = z
+    return z
+
+
+def _valid_z(value: Any, latent_dim: int) -> np.ndarray | None:
+    try:
+        z = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    return z if z.shape == (latent_dim,) and np.isfinite(z).all() else None
+
+
+def _server_image(model: vae.VAE, z: np.ndarray, seq: int) -> dict[str, Any]:
+    """One decode for the conv fallback, as bytes in torch's (C, H, W) order."""
+    x = vae.decode(model, z[None])[0].numpy()
+    pixels = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+    return {"seq": seq, "z": [float(v) for v in z], "pixels": _b64(pixels)}
+
+
+def _callbacks(key: str, value_key: str, latent_dim: int) -> dict[str, Any]:
+    """on_<state>_change handlers: they run before the rerun the browser asked for."""
+
+    def component_state() -> dict[str, Any]:
+        s = st.session_state.get(key)
+        return s if isinstance(s, dict) else {}
+
+    def on_z() -> None:
+        z = _valid_z(component_state().get("z"), latent_dim)
+        if z is not None:
+            st.session_state[value_key] = z
+            st.session_state[f"_latent_control_released:{key}"] = True
+
+    def on_models() -> None:
+        ids = component_state().get("models")
+        if isinstance(ids, list):
+            st.session_state[BROWSER_MODELS] = [i for i in ids if isinstance(i, str)]
+
+    def on_preview() -> None:
+        p = component_state().get("preview")
+        if isinstance(p, dict) and isinstance(p.get("seq"), int):
+            z = _valid_z(p.get("z"), latent_dim)
+            if z is not None:
+                st.session_state[f"_latent_control_preview:{key}"] = (p["seq"], z)
+
+    return {"on_z_change": on_z, "on_models_change": on_models, "on_preview_change": on_preview}
+
+
+def _render(active: state.ActiveModel, value_key: str, key: str, pad: bool, image_px: int, pad_px: int) -> None:
+    payload = model_payload(active.key, active)
+    L = active.config.latent_dim
+    z = current_z(value_key, L)
+    send = payload.id not in st.session_state.get(BROWSER_MODELS, [])
+    data: dict[str, Any] = {
+        "key": key, "payload_id": payload.id, "z": [float(v) for v in z], "span": payload.span,
+        "pad": pad, "image_px": image_px, "pad_px": pad_px, "payload": payload.json if send else None,
+    }
+    if not payload.in_browser:
+        seq, shown = st.session_state.pop(f"_latent_control_preview:{key}", (0, z))
+        data["image"] = _server_image(active.model, shown, seq)
+    _component(key=key, data=data, **_callbacks(key, value_key, L))
+    released = st.session_state.pop(f"_latent_control_released:{key}", False)
+    ctx = get_script_run_ctx()
+    if released and ctx is not None and ctx.fragment_ids_this_run:
+        st.rerun(scope="app")  # a release re-ran only this fragment: run the page so everything follows z
+
+
+def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None = None, pad: bool = True,
+                   image_px: int = 196, pad_px: int = 280) -> np.ndarray:
+    """Draw the live control for the active model; returns this run's z (L,), also st.session_state[value_key].
+
+    The pad (held-out points on the map's plane: raw z for 2-D latents, PCA otherwise) shows for latent_dim >= 2
+    when `pad`. Browser round trips (weights acknowledgement, server previews) re-run only this control.
+    """
+    key = key or f"{value_key}_control"
+    if "__" in key:
+        raise ValueError("the control's key must not contain '__' (Streamlit's event delimiter)")
+    z = current_z(value_key, active.config.latent_dim)
+    st.fragment(_render)(active, value_key, key, pad, image_px, pad_px)
+    return z

@@ -1,0 +1,523 @@
+// Live latent control: sliders + a 2-D pad; the decoded image follows the pointer, painted every animation frame.
+//
+// The MLP decoder runs here (vae/export.py's ops over one float32 buffer). Its payload arrives once per model:
+// this module keeps it in CACHE (shared by every instance in the tab, across reruns and pages) and reports the ids
+// it holds as the state value "models"; Python sends a payload only for ids missing from that report.
+// Decoders the browser cannot run are decoded by Python: the "preview" trigger asks for one image at a time.
+// The released z goes back as the state value "z".
+
+const CACHE = new Map(); // payload id -> prepared model, least recently used first
+const MAX_CACHED = 4;
+const CONTROLLERS = new WeakMap(); // parentElement -> Controller (reruns call us again with new data)
+const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+const COMMIT_DELAY_MS = 350; // keyboard moves are committed once the keys rest
+const PREVIEW_TIMEOUT_MS = 1500; // a lost preview answer does not stall the round trips
+const PREVIEW_MIN_GAP_MS = 40;
+
+// Instrumentation read by bench/drag_latency.py and the browser tests.
+const G = (window.__latentControl = window.__latentControl || { instances: {}, payloadLoads: {} });
+G.resetStats = () => { G.stats = { moves: [], paints: [], downs: [], ups: [] }; };
+if (!G.stats) G.resetStats();
+const STATS_CAP = 20000;
+function mark(list, item) { if (list.length < STATS_CAP) list.push(item); }
+
+function b64ToBytes(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function prepare(p) {
+  const m = {
+    id: p.id, L: p.latent_dim, shape: p.input_shape, server: !p.decoder, note: p.server_note || "",
+    points: null, labels: null, classNames: p.class_names || null, extent: p.extent || null,
+    axisTitles: p.axis_titles || ["", ""], padCaption: p.pad_caption || "", mean: null, comp: null,
+  };
+  if (p.decoder) {
+    if (p.decoder.dtype !== "float32") throw new Error(`unsupported weight dtype ${p.decoder.dtype}`);
+    const bytes = b64ToBytes(p.decoder.buffer);
+    m.params = new Float32Array(bytes.buffer, 0, bytes.length / 4);
+    m.ops = p.decoder.ops;
+    m.bufs = m.ops.filter((op) => op.op === "linear").map((op) => new Float64Array(op.out));
+  }
+  if (p.points) {
+    m.points = new Float32Array(b64ToBytes(p.points).buffer); // (N, 2) row-major
+    m.labels = p.labels ? b64ToBytes(p.labels) : null;
+  }
+  if (p.projection) {
+    m.mean = Float64Array.from(p.projection.mean);
+    m.comp = p.projection.components.map((row) => Float64Array.from(row)); // (2, L), orthonormal rows
+  }
+  return m;
+}
+
+// z (L) -> image in [0, 1] as C*H*W values (torch's order), written into RGBA pixels.
+function decodeInto(m, z, rgba) {
+  let h = z;
+  let bi = 0;
+  const W = m.params;
+  for (const op of m.ops) {
+    if (op.op === "linear") {
+      const out = m.bufs[bi++];
+      const n = op.in;
+      for (let r = 0; r < op.out; r++) {
+        let s = W[op.b + r];
+        const base = op.w + r * n;
+        for (let j = 0; j < n; j++) s += W[base + j] * h[j];
+        out[r] = s;
+      }
+      h = out;
+    } else if (op.op === "relu") {
+      for (let i = 0; i < h.length; i++) if (h[i] < 0) h[i] = 0;
+    } else if (op.op === "sigmoid") {
+      for (let i = 0; i < h.length; i++) h[i] = 1 / (1 + Math.exp(-h[i]));
+    } else if (op.op === "tanh") {
+      for (let i = 0; i < h.length; i++) h[i] = Math.tanh(h[i]);
+    }
+  }
+  writePixels(h, m.shape, rgba, 1);
+}
+
+// values (C*H*W) -> RGBA; scale 1 for [0, 1] floats, 1/255 for bytes.
+function writePixels(v, shape, rgba, scale) {
+  const [c, hh, ww] = shape;
+  const hw = hh * ww;
+  for (let i = 0; i < hw; i++) {
+    const k = 4 * i;
+    if (c === 1) {
+      const g = Math.round(255 * scale * v[i]);
+      rgba[k] = g; rgba[k + 1] = g; rgba[k + 2] = g;
+    } else {
+      rgba[k] = Math.round(255 * scale * v[i]);
+      rgba[k + 1] = Math.round(255 * scale * v[hw + i]);
+      rgba[k + 2] = Math.round(255 * scale * v[2 * hw + i]);
+    }
+    rgba[k + 3] = 255;
+  }
+}
+
+function sameZ(a, b, tol = 1e-6) {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - b[i]) > tol) return false;
+  return true;
+}
+
+const fmt = (v) => (v >= 0 ? "\u2007" : "") + v.toFixed(2); // figure space keeps columns still
+const subscript = (n) => String(n).replace(/\d/g, (d) => "₀₁₂₃₄₅₆₇₈₉"[d]);
+
+class Controller {
+  constructor(root) {
+    this.root = root;
+    this.el = {
+      box: root.querySelector(".lc"),
+      image: root.querySelector(".lc-image"),
+      status: root.querySelector(".lc-status"),
+      padWrap: root.querySelector(".lc-pad-wrap"),
+      pad: root.querySelector(".lc-pad"),
+      padCaption: root.querySelector(".lc-pad-caption"),
+      note: root.querySelector(".lc-note"),
+      sliders: root.querySelector(".lc-sliders"),
+    };
+    this.ctx = this.el.image.getContext("2d");
+    this.padCtx = this.el.pad.getContext("2d");
+    this.model = null;
+    this.z = null; // Float64Array(L): what is shown
+    this.paintedZ = null; // the z of the image on the canvas
+    this.dataZ = null; // the last z Python sent
+    this.committed = null; // the last z we sent to Python
+    this.dragging = null; // "pad" | "slider" | null
+    this.raf = 0;
+    this.imageDirty = false;
+    this.padBg = null; // offscreen canvas with the held-out points
+    this.padBgKey = "";
+    this.rows = [];
+    this.preview = { seq: 0, inflight: 0, sentAt: 0, want: false, timer: 0 };
+    this.requested = new Set(); // payload ids asked for, per data object
+    this.bindPad();
+  }
+
+  // ----- data from Python (every rerun whose data differs) -----
+  update(data, setStateValue, setTriggerValue) {
+    this.setStateValue = setStateValue;
+    this.setTriggerValue = setTriggerValue;
+    this.key = data.key;
+    G.instances[data.key] = this;
+    this.span = data.span;
+    this.el.box.style.setProperty("--lc-image-px", `${data.image_px}px`);
+    this.el.box.style.setProperty("--lc-pad-px", `${data.pad_px}px`);
+
+    if (data.payload) {
+      try {
+        CACHE.delete(data.payload.id);
+        CACHE.set(data.payload.id, prepare(data.payload));
+        G.payloadLoads[data.payload.id] = (G.payloadLoads[data.payload.id] || 0) + 1;
+        while (CACHE.size > MAX_CACHED) CACHE.delete(CACHE.keys().next().value);
+      } catch (err) {
+        this.el.status.textContent = `Could not read the decoder: ${err.message}`;
+      }
+      this.reportModels(); // Python stops sending the payload from the next run on
+    }
+    const m = CACHE.get(data.payload_id);
+    if (!m) {
+      // The tab lost it (reload, eviction): say which ids this tab holds, once per missing id; Python resends.
+      this.el.status.textContent = "Loading the decoder…";
+      if (!this.requested.has(data.payload_id)) {
+        this.requested.add(data.payload_id);
+        this.reportModels();
+      }
+      return;
+    }
+    CACHE.delete(m.id); CACHE.set(m.id, m); // most recently used last
+    const modelChanged = this.model !== m;
+    this.model = m;
+    if (modelChanged) this.setupModel(data);
+
+    // Python's z wins unless it is the echo of our own commit or the user is mid-drag.
+    const dz = data.z;
+    if (modelChanged || !sameZ(dz, this.dataZ)) {
+      this.dataZ = dz.slice();
+      if (modelChanged || (!this.dragging && !sameZ(dz, this.committed, 1e-4))) {
+        this.z = Float64Array.from(dz);
+        this.committed = dz.slice();
+        this.imageDirty = true;
+      }
+    }
+    this.el.padWrap.hidden = !(data.pad && m.comp);
+    this.el.note.hidden = !m.server;
+    this.el.note.textContent = m.note;
+    if (m.server && data.image) this.showServerImage(data.image);
+    this.padBgKey = ""; // theme or size may have changed: redraw the background
+    this.requestPaint();
+  }
+
+  reportModels() {
+    this.setStateValue("models", Array.from(CACHE.keys()));
+  }
+
+  setupModel(data) {
+    const m = this.model;
+    const [, hh, ww] = m.shape;
+    this.el.image.width = ww;
+    this.el.image.height = hh;
+    this.imageData = this.ctx.createImageData(ww, hh);
+    this.el.status.textContent = m.server ? "Decoded on the server" : "Decoded in your browser";
+    this.buildSliders(m.L);
+    this.padBgKey = "";
+    this.paintedZ = null;
+  }
+
+  buildSliders(L) {
+    const box = this.el.sliders;
+    box.replaceChildren();
+    this.rows = [];
+    for (let d = 0; d < L; d++) {
+      const row = document.createElement("label");
+      row.className = "lc-row";
+      const name = document.createElement("span");
+      name.className = "lc-name";
+      name.textContent = `z${subscript(d + 1)}`;
+      const input = document.createElement("input");
+      input.type = "range";
+      input.min = String(-this.span);
+      input.max = String(this.span);
+      input.step = "0.01";
+      input.setAttribute("aria-label", `z${d + 1}`);
+      input.dataset.dim = String(d);
+      const out = document.createElement("output");
+      out.className = "lc-val";
+      row.append(name, input, out);
+      box.append(row);
+      this.rows.push({ input, out, shown: NaN });
+      input.addEventListener("pointerdown", () => { this.dragging = "slider"; mark(G.stats.downs, performance.now()); });
+      input.addEventListener("input", () => {
+        mark(G.stats.moves, performance.now());
+        this.z[d] = Number(input.value);
+        this.rows[d].shown = this.z[d];
+        this.changed();
+      });
+      input.addEventListener("change", () => {
+        // A pointer release commits now; keyboard steps (also "change") wait until the keys rest.
+        const byPointer = this.dragging === "slider";
+        if (byPointer) { this.dragging = null; mark(G.stats.ups, performance.now()); }
+        this.commit(byPointer);
+      });
+      input.addEventListener("pointerup", () => {
+        if (this.dragging === "slider") { this.dragging = null; mark(G.stats.ups, performance.now()); this.commit(true); }
+      });
+    }
+  }
+
+  // ----- the pad -----
+  padToZ(px, py) {
+    const m = this.model;
+    const [x0, x1, y0, y1] = m.extent;
+    const x = Math.min(x1, Math.max(x0, x0 + px * (x1 - x0)));
+    const y = Math.min(y1, Math.max(y0, y1 - py * (y1 - y0)));
+    this.moveOnPlane(x, y);
+  }
+
+  // Move z within the plane through z parallel to the map's axes: its projection lands on (x, y), the rest stays.
+  moveOnPlane(x, y) {
+    const [p0, p1] = this.project(this.z);
+    const [c0, c1] = this.model.comp;
+    const dx = x - p0, dy = y - p1;
+    for (let i = 0; i < this.z.length; i++) this.z[i] += dx * c0[i] + dy * c1[i];
+  }
+
+  project(z) {
+    const { mean, comp } = this.model;
+    let a = 0, b = 0;
+    for (let i = 0; i < z.length; i++) { const v = z[i] - mean[i]; a += v * comp[0][i]; b += v * comp[1][i]; }
+    return [a, b];
+  }
+
+  bindPad() {
+    const pad = this.el.pad;
+    const at = (e) => {
+      const r = pad.getBoundingClientRect();
+      this.padToZ((e.clientX - r.left) / r.width, (e.clientY - r.top) / r.height);
+    };
+    pad.addEventListener("pointerdown", (e) => {
+      if (!this.model || !this.model.comp || e.button !== 0) return;
+      pad.setPointerCapture(e.pointerId);
+      pad.focus({ preventScroll: true });
+      this.dragging = "pad";
+      const t = performance.now();
+      mark(G.stats.downs, t);
+      mark(G.stats.moves, t);
+      at(e);
+      this.changed();
+    });
+    pad.addEventListener("pointermove", (e) => {
+      if (this.dragging !== "pad") return;
+      mark(G.stats.moves, performance.now());
+      at(e);
+      this.changed();
+    });
+    const end = (e) => {
+      if (this.dragging !== "pad") return;
+      this.dragging = null;
+      mark(G.stats.ups, performance.now());
+      if (pad.hasPointerCapture(e.pointerId)) pad.releasePointerCapture(e.pointerId);
+      this.commit(true);
+    };
+    pad.addEventListener("pointerup", end);
+    pad.addEventListener("pointercancel", end);
+    pad.addEventListener("keydown", (e) => {
+      const dirs = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
+      if (!(e.key in dirs) || !this.model || !this.model.comp) return;
+      e.preventDefault();
+      const [x0, x1] = this.model.extent;
+      const step = ((x1 - x0) / 50) * (e.shiftKey ? 5 : 1);
+      const [p0, p1] = this.project(this.z);
+      mark(G.stats.moves, performance.now());
+      this.moveOnPlane(p0 + dirs[e.key][0] * step, p1 + dirs[e.key][1] * step);
+      this.changed();
+      this.commit(false);
+    });
+  }
+
+  // ----- painting -----
+  changed() {
+    this.imageDirty = true;
+    if (this.model && this.model.server) this.pumpPreview();
+    this.requestPaint();
+  }
+
+  requestPaint() {
+    if (!this.raf) this.raf = requestAnimationFrame(() => this.frame());
+  }
+
+  frame() {
+    this.raf = 0;
+    const m = this.model;
+    if (!m || !this.z) return;
+    if (this.imageDirty && !m.server) {
+      decodeInto(m, this.z, this.imageData.data);
+      this.ctx.putImageData(this.imageData, 0, 0);
+      this.paintedZ = Array.from(this.z);
+      mark(G.stats.paints, { t: performance.now(), moves: G.stats.moves.length, dragging: this.dragging !== null });
+    }
+    this.imageDirty = false;
+    this.paintSliders();
+    if (!this.el.padWrap.hidden) this.paintPad();
+  }
+
+  paintSliders() {
+    for (let d = 0; d < this.rows.length; d++) {
+      const row = this.rows[d];
+      const v = this.z[d];
+      if (row.shown !== v || row.out.textContent === "") {
+        row.input.value = String(v);
+        row.shown = v;
+      }
+      const text = fmt(v);
+      if (row.out.textContent !== text) {
+        row.out.textContent = text;
+        row.input.setAttribute("aria-valuetext", v.toFixed(2));
+      }
+    }
+  }
+
+  themeColor(name, fallback) {
+    const v = getComputedStyle(this.el.box).getPropertyValue(name).trim();
+    return v || fallback;
+  }
+
+  paintPad() {
+    const m = this.model;
+    const pad = this.el.pad;
+    const dpr = window.devicePixelRatio || 1;
+    const size = Math.round(pad.clientWidth * dpr) || 280;
+    const bgKey = `${m.id}:${size}`;
+    if (this.padBgKey !== bgKey) {
+      pad.width = size;
+      pad.height = size;
+      this.padBg = this.drawPadBackground(size, dpr);
+      this.padBgKey = bgKey;
+      this.el.padCaption.textContent = m.padCaption;
+    }
+    const c = this.padCtx;
+    c.drawImage(this.padBg, 0, 0);
+    const [x0, x1, y0, y1] = m.extent;
+    const [p0, p1] = this.project(this.z);
+    const px = ((p0 - x0) / (x1 - x0)) * size;
+    const py = (1 - (p1 - y0) / (y1 - y0)) * size;
+    const r = 7 * dpr;
+    c.beginPath();
+    c.arc(px, py, r, 0, 2 * Math.PI);
+    c.lineWidth = 4 * dpr;
+    c.strokeStyle = this.themeColor("--st-background-color", "#fff");
+    c.stroke();
+    c.lineWidth = 2.5 * dpr;
+    c.strokeStyle = this.themeColor("--st-primary-color", "#ff4b4b");
+    c.stroke();
+    c.beginPath();
+    c.arc(px, py, 1.5 * dpr, 0, 2 * Math.PI);
+    c.fillStyle = this.themeColor("--st-primary-color", "#ff4b4b");
+    c.fill();
+    this.el.pad.setAttribute("aria-valuetext", `${m.axisTitles[0]} ${p0.toFixed(2)}, ${m.axisTitles[1]} ${p1.toFixed(2)}`);
+  }
+
+  drawPadBackground(size, dpr) {
+    const m = this.model;
+    const bg = document.createElement("canvas");
+    bg.width = size;
+    bg.height = size;
+    const c = bg.getContext("2d");
+    c.fillStyle = this.themeColor("--st-secondary-background-color", "#f0f2f6");
+    c.fillRect(0, 0, size, size);
+    const [x0, x1, y0, y1] = m.extent;
+    const sx = (x) => ((x - x0) / (x1 - x0)) * size;
+    const sy = (y) => (1 - (y - y0) / (y1 - y0)) * size;
+    const text = this.themeColor("--st-text-color", "#31333f");
+    // Axes through 0 (the prior's mean for raw latents, the data's mean for PCA), faint.
+    c.strokeStyle = text;
+    c.globalAlpha = 0.25;
+    c.lineWidth = dpr;
+    c.beginPath();
+    if (x0 < 0 && x1 > 0) { c.moveTo(sx(0), 0); c.lineTo(sx(0), size); }
+    if (y0 < 0 && y1 > 0) { c.moveTo(0, sy(0)); c.lineTo(size, sy(0)); }
+    c.stroke();
+    c.globalAlpha = 0.7;
+    const pts = m.points;
+    if (pts) {
+      const r = 1.6 * dpr;
+      for (let i = 0; i < pts.length / 2; i++) {
+        c.fillStyle = m.labels ? PALETTE[m.labels[i] % PALETTE.length] : text;
+        c.beginPath();
+        c.arc(sx(pts[2 * i]), sy(pts[2 * i + 1]), r, 0, 2 * Math.PI);
+        c.fill();
+      }
+    }
+    c.globalAlpha = 0.85;
+    c.fillStyle = text;
+    c.font = `${11 * dpr}px ${this.themeColor("--st-font", "sans-serif")}`;
+    c.textBaseline = "bottom";
+    c.textAlign = "right";
+    c.fillText(m.axisTitles[0], size - 4 * dpr, size - 3 * dpr);
+    c.textAlign = "left";
+    c.textBaseline = "top";
+    c.fillText(m.axisTitles[1], 4 * dpr, 3 * dpr);
+    if (m.labels && m.classNames) {
+      // A compact legend along the bottom-left: the class names in their colours.
+      c.textBaseline = "bottom";
+      let x = 4 * dpr;
+      for (let k = 0; k < m.classNames.length && k < PALETTE.length; k++) {
+        c.fillStyle = PALETTE[k];
+        const label = m.classNames[k];
+        c.fillText(label, x, size - 3 * dpr);
+        x += c.measureText(label).width + 5 * dpr;
+        if (x > size * 0.7) break;
+      }
+    }
+    c.globalAlpha = 1;
+    return bg;
+  }
+
+  // ----- Python round trips -----
+  commit(now) {
+    clearTimeout(this.commitTimer);
+    if (!now) {
+      this.commitTimer = setTimeout(() => this.commit(true), COMMIT_DELAY_MS);
+      return;
+    }
+    if (!this.z || this.dragging) return;
+    // Rounded so that Python's z and the painted z are the same numbers.
+    const zr = Array.from(this.z, (v) => Math.round(v * 1e4) / 1e4);
+    if (!sameZ(zr, Array.from(this.z), 0)) { this.z = Float64Array.from(zr); this.changed(); }
+    if (sameZ(zr, this.committed, 0)) return;
+    this.committed = zr;
+    this.setStateValue("z", zr);
+  }
+
+  pumpPreview() {
+    const p = this.preview;
+    p.want = true;
+    const now = performance.now();
+    if (p.inflight && now - p.sentAt < PREVIEW_TIMEOUT_MS) return;
+    if (now - p.sentAt < PREVIEW_MIN_GAP_MS) {
+      if (!p.timer) p.timer = setTimeout(() => { p.timer = 0; this.pumpPreview(); }, PREVIEW_MIN_GAP_MS);
+      return;
+    }
+    p.want = false;
+    p.inflight = ++p.seq;
+    p.sentAt = now;
+    this.setTriggerValue("preview", { seq: p.seq, z: Array.from(this.z, (v) => Math.round(v * 1e4) / 1e4) });
+  }
+
+  showServerImage(img) {
+    writePixels(b64ToBytes(img.pixels), this.model.shape, this.imageData.data, 1 / 255);
+    this.ctx.putImageData(this.imageData, 0, 0);
+    this.paintedZ = img.z.slice();
+    mark(G.stats.paints, { t: performance.now(), moves: G.stats.moves.length, dragging: this.dragging !== null });
+    const p = this.preview;
+    if (img.seq && img.seq === p.inflight) {
+      p.inflight = 0;
+      if (p.want) this.pumpPreview();
+    }
+  }
+
+  // For tests: what is on the canvas and which z it shows.
+  snapshot() {
+    const { width, height } = this.el.image;
+    return {
+      modelId: this.model && this.model.id, server: !!(this.model && this.model.server),
+      z: this.z && Array.from(this.z), paintedZ: this.paintedZ, committed: this.committed, width, height,
+      pixels: Array.from(this.ctx.getImageData(0, 0, width, height).data),
+    };
+  }
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue, setTriggerValue } = component;
+  let ctl = CONTROLLERS.get(parentElement);
+  if (!ctl) {
+    ctl = new Controller(parentElement);
+    CONTROLLERS.set(parentElement, ctl);
+  }
+  ctl.update(data, setStateValue, setTriggerValue);
+  // Listeners live on this component's own elements, which go away with it; nothing global to undo.
+  return () => {};
+}
