@@ -21,7 +21,7 @@ data = ui.dataset_or_stop(active)
 pick, damage = st.columns([1, 2], gap="large")
 with pick:
     st.subheader("Input")
-    x, label = ui.image_picker(active, data, "denoise", default_index=0)
+    x, label = ui.image_picker(active, data, "denoise", default_index=0, preview=False)
 with damage:
     st.subheader("Corruption")
     kind = st.segmented_control("Kind", list(KINDS), format_func=KINDS.get, default="gaussian", required=True,

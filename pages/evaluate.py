@@ -78,14 +78,16 @@ with this:
     if data.y_train is None:
         st.caption(f"The data set {data.name!r} has no labels, so there is nothing to probe.")
     else:
-        key = ("probes", active.key)
+        names = {"all" if b is None else str(b): b for b in apps.LABEL_BUDGETS}
+        picked = st.pills("Labels per class", list(names), selection_mode="multi", default=list(names), key="eval_budgets")
+        budgets = tuple(b for name, b in names.items() if name in picked)  # in a fixed order
+        key = ("probes", active.key, budgets)
         rows = ui.cached(key)
-        if rows is None and st.button("Run the probes (10, 100 and all labels per class)", key="eval_probe_run",
-                                      icon=":material/school:"):
+        if rows is None and budgets and st.button("Run the probes", key="eval_probe_run", icon=":material/school:"):
             rows = ui.run_with_progress(key, "Fitting logistic regressions…",
-                                        lambda p: apps.probes(active.model, data, progress=p))
+                                        lambda p: apps.probes(active.model, data, budgets, progress=p))
         if rows is not None:
-            table = pd.DataFrame([{"labels per class": r["labels_per_class"] or "all",
+            table = pd.DataFrame([{"labels per class": str(r["labels_per_class"] or "all"),
                                    "labelled images": r["n_labels"],
                                    f"accuracy on {L}-D latent means": r["latent"],
                                    f"accuracy on {int(np.prod(data.shape))} pixels": r["pixels"]} for r in rows])
@@ -105,7 +107,8 @@ with this:
                    "trained on `shapes` (e.g. shapes-mlp-z6) to see it.")
     else:
         st.metric("MIG", f"{s.mig['mig']:.3f}", help="Chen et al. 2018: per factor, the gap in mutual information "
-                  "between the two most informative latents, over the factor's entropy; 0 = entangled, 1 = one latent per factor.")
+                  "between the two most informative latents, over the factor's entropy; 0 = entangled, "
+                  "1 = one latent per factor.")
         mi = np.asarray(s.mig["mutual_information"])  # (L, F)
         fig = go.Figure(go.Heatmap(z=mi.T, x=[f"z{i + 1}" for i in range(L)], y=data.factor_names, colorscale="Blues",
                                    colorbar=dict(title="nats")))

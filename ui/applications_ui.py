@@ -91,11 +91,20 @@ def _describe(e: Any) -> str:
 
 
 def image_picker(active: state.ActiveModel, data: vae.Dataset, key: str, default_index: int = 0,
-                 allow_map: int | None = None) -> tuple[torch.Tensor | None, str]:
-    """An input chosen by held-out index, by upload, or (allow_map = 0 or 1) from the latent map's endpoints.
+                 allow_map: int | None = None, preview: bool = True) -> tuple[torch.Tensor | None, str]:
+    """An input chosen by held-out index, by upload, or (allow_map = 0 or 1) from the latent map's endpoints,
+    shown small when `preview` and it is an image.
 
     Returns an image (C, H, W) or a latent vector (L,) and a short label; (None, reason) when there is none yet.
     """
+    x, label = _pick(active, data, key, default_index, allow_map)
+    if preview and x is not None and x.ndim == 3:
+        image(x, f"input {label}", target=84)
+    return x, label
+
+
+def _pick(active: state.ActiveModel, data: vae.Dataset, key: str, default_index: int,
+          allow_map: int | None) -> tuple[torch.Tensor | None, str]:
     n = len(data.x_test)
     endpoints, problem = map_endpoints(active.config.latent_dim, n) if allow_map is not None else (None, None)
     options = ["heldout", "upload"] + (["map"] if endpoints is not None else [])
