@@ -24,6 +24,7 @@ import argparse
 import datetime
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -301,7 +302,8 @@ def pick_device(name: str, launch: Launch) -> torch.device:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    return re.sub(r"^\[[^\]]*\.(?:cc|cpp|h):\d+\] ", "", line)  # gloo's "[/path/pair.cc:545] " source prefix
 
 
 def _tagged(exc: Exception, launch: Launch) -> Exception:
