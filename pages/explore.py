@@ -1,3 +1,158 @@
-import streamlit as st
+"""Explore: one slider per latent dimension and the decoder's answer to every change; traversals; the 2-D manifold.
 
-st.info("This page is being built.")
+The sliders and the decoded image live in one st.fragment, so moving a slider reruns only that part of the page.
+The current z is kept in st.session_state["explore_z"]; other pages (the map) send one in "explore_pending".
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+import vae
+from ui import state
+from ui.widgets import image_row, show_image
+from vae.data import grid
+
+Z_LIMIT = 4.0  # slider range: the prior puts 99.99% of its mass within ±4
+MAX_SLIDERS = 8  # more dimensions than this: a chooser says which to show
+SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def zname(d: int) -> str:
+    """Dimension d (0-based) as the article writes it: z₁, z₂, …"""
+    return f"z{str(d + 1).translate(SUBSCRIPTS)}"
+
+
+def set_z(z: np.ndarray | list[float], source: str) -> None:
+    """Make z the current latent vector (call before the sliders are drawn, or from a callback)."""
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    st.session_state["explore_z"] = z.tolist()
+    for d, v in enumerate(z):
+        st.session_state[f"explore_z{d}"] = float(np.clip(round(v, 2), -Z_LIMIT, Z_LIMIT))
+    clipped = int((np.abs(z) > Z_LIMIT).sum())
+    st.session_state["explore_source"] = source + (f" ({clipped} value(s) beyond ±{Z_LIMIT:g} shown at the slider's end)"
+                                                  if clipped else "")
+
+
+def sync_state(active: state.ActiveModel) -> None:
+    """A new model starts at z = 0; a z sent from another page replaces the current one."""
+    L = active.config.latent_dim
+    pending = st.session_state.pop("explore_pending", None)
+    if st.session_state.get("explore_model") != active.key or len(st.session_state.get("explore_z", [])) != L:
+        st.session_state["explore_model"] = active.key
+        set_z(np.zeros(L), "z = 0, the prior's mean")
+    if pending is not None and len(pending["z"]) == L:
+        set_z(pending["z"], pending.get("source", "sent from another page"))
+
+
+def dims_ui(active: state.ActiveModel) -> list[int]:
+    """Which dimensions get a slider: all of them up to MAX_SLIDERS, else a chooser (the most informative first)."""
+    L = active.config.latent_dim
+    if L <= MAX_SLIDERS:
+        return list(range(L))
+    kl = model_kl_per_dim(active)
+    ranked = list(np.argsort(-np.asarray(kl))) if kl is not None else list(range(L))
+    default = sorted(int(d) for d in ranked[:MAX_SLIDERS])
+    label = (lambda d: f"{zname(d)} · KL {kl[d]:.2f}") if kl is not None else zname
+    dims = st.multiselect(f"Dimensions with a slider ({L} in all; default: the {MAX_SLIDERS} carrying the most KL)",
+                          list(range(L)), default=default, format_func=label, key=f"explore_dims:{active.key}")
+    return sorted(dims)
+
+
+def model_kl_per_dim(active: state.ActiveModel) -> list[float] | None:
+    """Held-out KL of each dimension, from the checkpoint's metrics or its last evaluated epoch."""
+    kl = active.ck.metrics.get("kl_per_dim")
+    if kl is None:
+        rows = [h for h in active.ck.history if h.get("kl_per_dim")]
+        kl = rows[-1]["kl_per_dim"] if rows else None
+    return kl if kl is not None and len(kl) == active.config.latent_dim else None
+
+
+def latent_sliders_ui(latent_dim: int, dims: list[int]) -> np.ndarray:
+    """One slider per shown dimension; the others keep their values. Returns the whole z, (latent_dim,).
+
+    The live latent control (ui/latent_control) will replace this function's body; its contract stays.
+    """
+    z = np.asarray(st.session_state["explore_z"], dtype=np.float64).copy()
+    columns = st.columns(2) if len(dims) > 4 else [st.container()]
+    for j, d in enumerate(dims):
+        key = f"explore_z{d}"
+        if key not in st.session_state:  # a slider shown again after being hidden starts where z is
+            st.session_state[key] = float(np.clip(round(z[d], 2), -Z_LIMIT, Z_LIMIT))
+        with columns[j % len(columns)]:
+            z[d] = st.slider(zname(d), -Z_LIMIT, Z_LIMIT, step=0.05, format="%.2f", key=key)
+    st.session_state["explore_z"] = z.tolist()
+    return z
+
+
+def controls_ui(active: state.ActiveModel) -> None:
+    """Buttons that set z: a prior sample, zero, or a data point's posterior mean."""
+    L = active.config.latent_dim
+
+    def prior() -> None:
+        n = st.session_state.get("explore_draws", 0) + 1
+        st.session_state["explore_draws"] = n
+        z, _ = vae.sample(active.model, 1, seed=n)  # a local generator: the shared model's RNG is untouched
+        set_z(z[0].numpy(), f"draw #{n} from the prior N(0, I)")
+
+    def from_data() -> None:
+        i = int(st.session_state["explore_index"])
+        x = state.dataset_for(active).x_test
+        if not 0 <= i < len(x):
+            st.session_state["explore_error"] = f"there is no held-out image #{i}; pick 0 to {len(x) - 1}"
+            return
+        mu, _ = vae.encode(active.model, x[i: i + 1])
+        set_z(mu[0].numpy(), f"held-out image #{i}: its posterior mean μ")
+
+    c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.3], vertical_alignment="bottom")
+    c1.button("Sample from the prior", icon=":material/casino:", on_click=prior, width="stretch")
+    c2.button("Reset to zero", icon=":material/restart_alt:", width="stretch",
+              on_click=lambda: set_z(np.zeros(L), "z = 0, the prior's mean"))
+    c3.number_input("Held-out image #", min_value=0, value=0, step=1, key="explore_index")
+    c4.button("Start from this image", icon=":material/input:", on_click=from_data, width="stretch")
+    if err := st.session_state.pop("explore_error", None):
+        st.error(err)
+
+
+@st.fragment
+def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
+    """Sliders -> decode -> image (and the traversal grid around z): rerun alone on every slider change."""
+    model, L = active.model, active.config.latent_dim
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        z = latent_sliders_ui(L, dims)
+    with right:
+        x_hat = vae.decode(model, torch.as_tensor(z, dtype=torch.float32))[0]
+        show_image(x_hat, 280, caption=st.session_state.get("explore_source", ""), test_id="decoded-image")
+        shown = ", ".join(f"{zname(d)}={z[d]:+.2f}" for d in range(min(L, 4)))
+        st.caption(f"decoded from z = ({shown}{', …' if L > 4 else ''})")
+    if traverse and dims:
+        st.subheader("Traversal", anchor=False)
+        st.caption("Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
+        images, values = vae.traversal(model, torch.as_tensor(z, dtype=torch.float32), dims, -3.0, 3.0, 9)
+        rows = [grid(images[r], nrow=images.shape[1]) for r in range(len(dims))]
+        image_row(rows, [zname(d) for d in dims], width=9 * 44, test_id="traversal")
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def manifold_image(key: str, _model: vae.VAE) -> np.ndarray:
+    images, _ = vae.manifold_grid(_model, n=15)
+    return grid(images.flatten(0, 1), nrow=15)
+
+
+active = state.require_model()
+sync_state(active)
+st.title("Explore the latent space")
+st.markdown(f"**{active.label}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
+            "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
+controls_ui(active)
+dims = dims_ui(active)
+traverse = st.toggle("Show the traversal grid (it follows the sliders)", value=True, key="explore_traverse")
+live_ui(active, dims, traverse)
+
+if active.config.latent_dim == 2:
+    st.subheader("The 2-D manifold", anchor=False)
+    st.caption("A 15×15 grid of z evenly spaced in probability under the prior (Kingma & Welling, fig. 4): "
+               "left→right z₁ grows, top→bottom z₂ falls.")
+    show_image(manifold_image(active.key, active.model), 15 * 36, test_id="manifold")

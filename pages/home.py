@@ -1,44 +1,118 @@
 """Home: what the app does, the article's formulas with the current model's numbers, and a model card."""
-import plotly.graph_objects as go
+from __future__ import annotations
+
 import streamlit as st
 
 from ui import state
+from ui.plots import curves_figure
+from ui.widgets import show_image
+from vae.app_support import reparameterization_example
 
-st.title("VAE latent-space explorer")
-st.markdown(
-    "Train a variational autoencoder, then look inside it: drag the latent sliders and watch the decoder answer, "
-    "see the encoded data as a map, draw or upload an image and see where it lands."
-)
-active = state.require_model()
-ck = active.ck
-m = ck.metrics
-recon, kl = m.get("recon"), m.get("kl")
+EXAMPLE_INDEX = 0  # the held-out image whose numbers illustrate the reparameterization
 
-left, right = st.columns([3, 2])
-with left:
-    st.subheader("The model, in the article's terms")
-    st.markdown("The encoder maps $x$ to $\\mu$ and $\\log\\sigma^2$; a sample is drawn by the **reparameterization**")
+
+def fmt_vec(v, n: int = 4) -> str:
+    """A vector as LaTeX, the first n entries."""
+    body = ",\\ ".join(f"{float(x):+.2f}" for x in v[:n])
+    more = ",\\ \\dots" if len(v) > n else ""
+    return f"({body}{more})"
+
+
+def intro_ui() -> None:
+    st.title("VAE latent-space explorer")
+    st.markdown(
+        "A variational autoencoder squeezes each image into a few numbers $z$ and learns to draw the image back from "
+        "them. This app lets you look inside one: **train** a model and watch it learn, **explore** its latent space "
+        "with sliders, see the data set as a **map** of clusters, and **reconstruct** an image you upload or draw."
+    )
+    cols = st.columns(4)
+    for col, (page, label, icon) in zip(cols, [("pages/train.py", "Train", ":material/model_training:"),
+                                               ("pages/explore.py", "Explore", ":material/tune:"),
+                                               ("pages/map.py", "Latent map", ":material/scatter_plot:"),
+                                               ("pages/reconstruct.py", "Reconstruct", ":material/draw:")]):
+        col.page_link(page, label=label, icon=icon)
+
+
+@st.fragment
+def reparameterization_ui(active: state.ActiveModel) -> None:
+    """z = mu + sigma * eps for one held-out image, with the model's numbers; waits for the data set if needed."""
+    name = active.ck.dataset
+    state.prefetch_dataset(name)
+    if not state.dataset_ready(name):
+        st.caption(f"(loading {name} to show the numbers for one of its images…)")
+        poll_dataset(name)
+        return
+    try:
+        x = state.dataset_for(active).x_test[EXAMPLE_INDEX]
+    except Exception as exc:  # noqa: BLE001 - the formulas stand without the example
+        st.caption(f"(no example: the data set cannot be loaded: {exc})")
+        return
+    ex = reparameterization_example(active.model, x, seed=st.session_state.get("home_eps", 0))
+    L = len(ex["mu"])
+    st.markdown(f"For held-out image #{EXAMPLE_INDEX}" + (f" (first 4 of {L} dimensions)" if L > 4 else "") + ":")
+    st.latex(rf"\mu = {fmt_vec(ex['mu'])},\quad \sigma = {fmt_vec(ex['sigma'])}")
+    st.latex(rf"\epsilon = {fmt_vec(ex['eps'])} \;\Rightarrow\; z = {fmt_vec(ex['z'])}")
+    c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="center")
+    with c1:
+        show_image(x, 112, caption="x")
+    with c2:
+        show_image(ex["x_hat"], 112, caption="decoded z", test_id="home-decoded")
+    c3.button("Draw another ε", icon=":material/casino:", key="home_redraw",
+              on_click=lambda: st.session_state.update(home_eps=st.session_state.get("home_eps", 0) + 1))
+    st.latex(rf"\text{{this image: }}\; {float(ex['recon']) + float(ex['kl']):.1f} \;=\; "
+             rf"\underbrace{{{float(ex['recon']):.1f}}}_{{\text{{reconstruction}}}} + "
+             rf"\underbrace{{{float(ex['kl']):.1f}}}_{{\mathrm{{KL}}}}\ \text{{nats}}")
+
+
+@st.fragment(run_every=0.5)
+def poll_dataset(name: str) -> None:
+    if state.dataset_ready(name):
+        st.rerun()
+
+
+def formulas_ui(active: state.ActiveModel) -> None:
+    m = active.ck.metrics
+    recon, kl = m.get("recon"), m.get("kl")
+    st.subheader("The model, in the article's terms", anchor=False)
+    st.markdown("The encoder maps an image $x$ to $\\mu$ and $\\log\\sigma^2$, one pair per latent dimension. A latent "
+                "vector is drawn by the **reparameterization**, which keeps the sample differentiable in $\\mu$ and $\\sigma$:")
     st.latex(r"z = \mu + \sigma \odot \epsilon,\qquad \epsilon \sim \mathcal{N}(0, I)")
-    st.markdown("and the decoder maps $z$ back to an image. Training minimises the negative ELBO, in nats per image:")
-    st.latex(r"\mathcal{L} = \underbrace{-\mathbb{E}_{q(z|x)}\log p(x|z)}_{\text{reconstruction}}"
+    reparameterization_ui(active)
+    st.markdown("The decoder maps $z$ back to an image. Training minimises the negative ELBO, in nats per image:")
+    st.latex(r"-\mathrm{ELBO} = \underbrace{-\mathbb{E}_{q(z|x)}\log p(x|z)}_{\text{reconstruction}}"
              r"\; + \; \underbrace{-\tfrac12\sum_i\left(1 + \log\sigma_i^2 - \mu_i^2 - \sigma_i^2\right)}_{\mathrm{KL}(q(z|x)\,\|\,p(z))}")
     if isinstance(recon, (int, float)) and isinstance(kl, (int, float)):
-        st.latex(rf"\text{{held-out: }}\; {recon + kl:.1f} \;=\; {recon:.1f} \;+\; {kl:.1f}\ \text{{nats}}")
-with right:
-    st.subheader("Model card")
-    cfg = ck.model_config
-    tc = ck.train_config
-    rows = {"data set": ck.dataset, "architecture": cfg.arch, "input": "×".join(map(str, cfg.input_shape)),
-            "latent dimensions": cfg.latent_dim, "hidden width": cfg.hidden, "likelihood": cfg.likelihood}
+        st.latex(rf"\text{{held-out average: }}\; {recon + kl:.1f} \;=\; {recon:.1f} \;+\; {kl:.1f}\ \text{{nats}}")
+
+
+def model_card_ui(active: state.ActiveModel) -> None:
+    ck = active.ck
+    st.subheader("Model card", anchor=False)
+    cfg, tc = ck.model_config, ck.train_config
+    rows = {"name": active.label, "data set": ck.dataset, "architecture": cfg.arch,
+            "input": "×".join(map(str, cfg.input_shape)), "latent dimensions": cfg.latent_dim,
+            "hidden width": cfg.hidden, "likelihood": "Bernoulli (BCE)" if cfg.likelihood == "bernoulli" else
+            f"Gaussian (MSE), σ = {cfg.obs_std}"}
     if tc is not None:
-        rows.update({"β": tc.beta, "epochs": len(ck.history), "batch size": tc.batch_size, "learning rate": tc.lr})
+        rows.update({"β": tc.beta, "KL warm-up": f"{tc.warmup_epochs:g} epochs", "epochs": len(ck.history),
+                     "batch size": tc.batch_size, "learning rate": tc.lr, "seed": tc.seed})
+    m = ck.metrics
+    for key, label in [("recon", "held-out reconstruction"), ("kl", "held-out KL"), ("neg_elbo", "held-out −ELBO"),
+                       ("iwae_nll", "held-out IWAE NLL")]:
+        if isinstance(m.get(key), (int, float)):
+            rows[label] = f"{m[key]:.2f} nats"
+    if isinstance(m.get("seconds"), (int, float)):
+        rows["training time"] = f"{m['seconds']:.0f} s"
     st.table({"": list(rows), "value": [str(v) for v in rows.values()]})
 
-if ck.history:
-    epochs = [h["epoch"] for h in ck.history]
-    fig = go.Figure()
-    for key, name in [("train_neg_elbo", "train −ELBO"), ("test_neg_elbo", "held-out −ELBO")]:
-        fig.add_scatter(x=epochs, y=[h.get(key) for h in ck.history], name=name, mode="lines")
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="epoch", yaxis_title="nats",
-                      title="Training history")
-    st.plotly_chart(fig, width="stretch")
+
+intro_ui()
+active = state.require_model()
+left, right = st.columns([3, 2], gap="large")
+with left:
+    formulas_ui(active)
+with right:
+    model_card_ui(active)
+if active.ck.history:
+    st.subheader("Training history", anchor=False)
+    st.plotly_chart(curves_figure(active.ck.history), key="home_history")

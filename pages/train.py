@@ -1,3 +1,188 @@
+"""Train: settings -> a background run of vae.fit owned by this browser session -> live curves, reconstructions,
+per-dimension KL and the latent map, refreshed by a polling fragment -> save under a name.
+
+The run is a ui.training_job.TrainingJob in st.session_state["train_job"]: navigating away, clicking around or
+other sessions cannot stop or change it; Stop asks it to finish the current step and keeps the weights so far.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+
 import streamlit as st
 
-st.info("This page is being built.")
+import vae
+from ui import state
+from ui.plots import curves_figure, kl_bars_figure, latent_map_figure
+from ui.training_job import TrainingJob
+from ui.widgets import show_image
+from vae.app_support import COLLAPSE_NATS, checkpoint_target, collapsed_dims
+from vae.checkpoint import CheckpointError
+
+DATASETS = ["mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10", "folder…"]
+LIKELIHOODS = {"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}
+POLL_SECONDS = 0.5  # the live panel refreshes twice a second: several times per epoch at the default settings
+DEFAULTS = dict(epochs=15, lr=3e-3, batch_size=128, latent_dim=2, hidden=512)  # measured: a usable mnist5k model in < 20 s
+
+
+def warm_optimizer_import() -> None:
+    """The first Adam imports torch._dynamo (2-3 s); do it in the background while the user reads the settings."""
+    if "torch._dynamo" not in sys.modules:
+        threading.Thread(target=lambda: __import__("torch._dynamo"), daemon=True, name="warm-dynamo").start()
+
+
+def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] | None:
+    """The settings form; on Start, validated configs and the data set's name (or a message and None)."""
+    tc_defaults = vae.TrainConfig()
+    with st.form("train_settings", border=True):
+        c1, c2, c3, c4 = st.columns(4)
+        ds = c1.selectbox("Data set", DATASETS, key="tr_dataset",
+                          help="mnist5k, digits and shapes are built in; the torchvision ones need their files "
+                               "under ~/.cache/vae-explorer/data; folder… reads your own images.")
+        folder = c1.text_input("Folder or .zip of images (for folder…)", key="tr_folder", placeholder="/path/to/images")
+        arch = c2.selectbox("Architecture", list(vae.ARCHS), key="tr_arch", help="mlp is the article's; conv is convolutional")
+        latent = c2.number_input("Latent dimensions", 1, 512, DEFAULTS["latent_dim"], key="tr_latent")
+        hidden = c2.number_input("Hidden width", 8, 4096, DEFAULTS["hidden"], step=64, key="tr_hidden")
+        lik = c3.selectbox("Likelihood", list(LIKELIHOODS), format_func=LIKELIHOODS.get, key="tr_likelihood")
+        beta = c3.number_input("β (KL weight)", 0.0, 1000.0, float(tc_defaults.beta), step=0.5, key="tr_beta",
+                               help="1 is the article's ELBO; above 1 is a β-VAE")
+        warmup = c3.number_input("KL warm-up (epochs)", 0.0, 1000.0, 0.0, step=1.0, key="tr_warmup",
+                                 help="the KL weight grows linearly from 0 to β over this many epochs")
+        epochs = c4.number_input("Epochs", 1, 10_000, DEFAULTS["epochs"], key="tr_epochs")
+        bs = c4.number_input("Batch size", 1, 65_536, DEFAULTS["batch_size"], key="tr_batch")
+        lr = c4.number_input("Learning rate", 1e-6, 1.0, DEFAULTS["lr"], step=1e-3, format="%.4f", key="tr_lr")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="tr_seed")
+        start = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary", disabled=running)
+    if not start:
+        return None
+    name = f"folder:{folder.strip()}" if ds == "folder…" else ds
+    if ds == "folder…" and not folder.strip():
+        st.error("Give the folder (or .zip) of images to train on.")
+        return None
+    try:
+        data = state.dataset(name)
+        mc = vae.ModelConfig(arch=arch, input_shape=data.shape, latent_dim=int(latent), hidden=int(hidden), likelihood=lik)
+        tc = vae.TrainConfig(dataset=name, epochs=int(epochs), batch_size=int(bs), lr=float(lr), beta=float(beta),
+                             warmup_epochs=float(warmup), seed=int(seed), threads=1)
+    except (vae.ConfigError, vae.DataError) as exc:
+        st.error(f"These settings cannot train a model: {exc}", icon=":material/error:")
+        return None
+    return mc, tc, name
+
+
+def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str) -> TrainingJob:
+    job = TrainingJob(mc, tc, state.dataset(name)).start()
+    st.session_state["train_job"] = job
+    return job
+
+
+def live_ui(job: TrainingJob) -> None:
+    """Everything that moves during training; polled while the job runs."""
+    p = job.progress()
+    if p.done and not job.adopted:
+        # The run just ended: make the model current and redraw the whole page (sidebar, save form).
+        state.adopt_finished_training()
+        st.rerun()
+    elapsed = f"{p.seconds:.0f} s"
+    if p.done:
+        text = f"{p.status}: {p.epoch} of {p.epochs} epochs in {elapsed}"
+    elif p.eta is None:
+        text = "starting…"
+    else:
+        text = f"epoch {min(p.epoch + 1, p.epochs)} of {p.epochs} · {elapsed} elapsed · about {p.eta:.0f} s left"
+    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    c1.progress(p.fraction, text=text)
+    if not p.done:
+        c2.button("Stop", icon=":material/stop:", on_click=job.stop, key="tr_stop", width="stretch",
+                  help="finish the current step and keep the weights so far")
+    if p.status == "nan":
+        st.error(p.message, icon=":material/warning:")
+    elif p.status == "error":
+        st.error(p.message, icon=":material/error:")
+    elif p.status == "stopped":
+        st.warning(p.message, icon=":material/stop_circle:")
+
+    if p.history:
+        st.plotly_chart(curves_figure(p.history), key="tr_curves")
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        if p.preview is not None:
+            st.markdown(f"**Reconstructions** of fixed held-out images (top: input, bottom: after epoch {p.epoch})")
+            show_image(p.preview, min(640, p.preview.shape[1] * 6), test_id="train-preview")
+        if p.kl_per_dim:
+            st.markdown("**KL per latent dimension** (held-out, nats)")
+            st.plotly_chart(kl_bars_figure(p.kl_per_dim, COLLAPSE_NATS), key="tr_kl")
+            dead = collapsed_dims(p.kl_per_dim)
+            if dead and p.epoch > 0:
+                names = ", ".join(f"z{d + 1}" for d in dead[:12]) + (" …" if len(dead) > 12 else "")
+                st.warning(f"{len(dead)} of {len(p.kl_per_dim)} dimension(s) carry less than {COLLAPSE_NATS} nats "
+                           f"of KL: collapsed, the decoder ignores them ({names}).", icon=":material/warning:")
+    with right:
+        if p.map_xy is not None:
+            st.markdown(f"**Latent map** of {len(p.map_xy):,} held-out images"
+                        + (" (PCA of the means)" if p.map_axes[0].startswith("PC") else " (the means)"))
+            st.plotly_chart(latent_map_figure(p.map_xy, job.map_labels, job.classes, height=420, axis_titles=p.map_axes),
+                            key="tr_map")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_polling(job: TrainingJob) -> None:
+    live_ui(job)
+
+
+def save_ui(job: TrainingJob) -> None:
+    """Save the finished run under a name in checkpoints/ (atomic; existing files only with confirmation)."""
+    ck = job.checkpoint()
+    if ck is None:
+        return
+    st.subheader("Save this model", anchor=False)
+    saved = st.session_state.get("train_saved", {}).get(job.id)
+    if saved:
+        st.success(f"Saved as `{saved}`: every session can open it from the model picker.", icon=":material/check:")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    default = f"{job.label}-{job.id}"
+    name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=80,
+                         help="letters, digits, spaces, - _ . ; saved as checkpoints/NAME.safetensors")
+    try:
+        target = checkpoint_target(state.CHECKPOINT_DIR, name)
+    except CheckpointError as exc:
+        st.error(str(exc))
+        return
+    confirm = True
+    if target.exists:
+        what = "one of the models shipped with the app" if target.shipped else "an existing checkpoint"
+        st.warning(f"`{target.path.name}` is {what}; saving replaces it for every session.", icon=":material/warning:")
+        confirm = st.checkbox(f"Yes, replace {target.path.name}", key=f"tr_replace:{job.id}:{target.path.name}")
+    if c2.button("Save", icon=":material/save:", disabled=not confirm, key=f"tr_save:{job.id}", width="stretch"):
+        try:
+            vae.save_checkpoint(target.path, ck.model, ck.train_config, ck.dataset, ck.history, ck.metrics)
+        except (OSError, CheckpointError) as exc:
+            st.error(f"Could not save: {exc}")
+            return
+        st.session_state.setdefault("train_saved", {})[job.id] = target.path.name
+        # The saved file is what this session now works with; it shows in every session's picker.
+        st.session_state["model_key"] = f"path:{target.path}"
+        st.rerun()
+
+
+st.title("Train a VAE")
+st.markdown("Pick a data set and a model, press **Start**: the curves, reconstructions, per-dimension KL and the "
+            "latent map update while it trains. The run belongs to this browser tab; you can keep exploring "
+            "meanwhile. The defaults train a usable mnist5k model in about 15 s.")
+warm_optimizer_import()
+job: TrainingJob | None = st.session_state.get("train_job")
+request = settings_ui(running=job is not None and job.running)
+if request is not None:
+    job = start_job(*request)
+if job is not None:
+    st.subheader(f"Run #{job.id}: {job.label}", anchor=False)
+    cfg = dataclasses.asdict(job.train_config)
+    st.caption(f"{job.model_config.arch}, latent {job.model_config.latent_dim}, hidden {job.model_config.hidden}, "
+               f"{job.model_config.likelihood}, β {cfg['beta']}, lr {cfg['lr']}, batch {cfg['batch_size']}, "
+               f"{cfg['epochs']} epochs, seed {cfg['seed']}")
+    if job.running:
+        live_polling(job)
+    else:
+        live_ui(job)
+        save_ui(job)

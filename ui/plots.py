@@ -32,3 +32,62 @@ def latent_map_figure(xy: np.ndarray, labels: np.ndarray | None = None, class_na
                       xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], dragmode="pan")
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
+
+
+def add_click_grid(fig: go.Figure, grid_xy: np.ndarray) -> None:
+    """Invisible points under the data: Plotly reports clicks only on points, so these make empty space clickable."""
+    fig.add_trace(go.Scattergl(x=grid_xy[:, 0], y=grid_xy[:, 1], mode="markers", name="empty space", showlegend=False,
+                               marker=dict(size=6, color="rgba(0,0,0,0)"), hoverinfo="none"))
+
+
+def add_highlight(fig: go.Figure, xy: np.ndarray, ellipse: np.ndarray | None = None, name: str = "picked") -> None:
+    """A ring on the picked position and, if given, its posterior ellipse; neither is clickable."""
+    if ellipse is not None:
+        fig.add_trace(go.Scatter(x=ellipse[:, 0], y=ellipse[:, 1], mode="lines", name="2σ posterior", hoverinfo="skip",
+                                 line=dict(color="#222", width=1.5, dash="dot")))
+    fig.add_trace(go.Scatter(x=[xy[0]], y=[xy[1]], mode="markers", name=name, hoverinfo="skip",
+                             marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#d62728", width=3))))
+
+
+def curves_figure(history: list[dict], height: int = 280) -> go.Figure:
+    """Training curves side by side: reconstruction, KL and -ELBO per epoch, train solid and held-out dashed."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("reconstruction (nats)", "KL (nats)", "−ELBO (nats)"),
+                        horizontal_spacing=0.07)
+    epochs = [h["epoch"] for h in history]
+    for col, term in enumerate(("recon", "kl", "neg_elbo"), start=1):
+        for split, dash, color in (("train", "solid", "#4e79a7"), ("test", "dash", "#e15759")):
+            ys = [h.get(f"{split}_{term}") for h in history]
+            fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", line=dict(dash=dash, color=color),
+                                     marker=dict(size=4), name="train" if split == "train" else "held-out",
+                                     legendgroup=split, showlegend=col == 1), row=1, col=col)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    return fig
+
+
+def kl_bars_figure(kl_per_dim: list[float], threshold: float, height: int = 240) -> go.Figure:
+    """Held-out KL of each latent dimension; bars under `threshold` (collapsed dimensions) in red."""
+    kl = np.asarray(kl_per_dim, dtype=np.float64)
+    colors = ["#e15759" if v < threshold else "#4e79a7" for v in kl]
+    fig = go.Figure(go.Bar(x=[f"z{i + 1}" for i in range(len(kl))], y=kl, marker_color=colors,
+                           hovertemplate="%{x}: %{y:.3f} nats<extra></extra>"))
+    fig.add_hline(y=threshold, line=dict(color="#e15759", width=1, dash="dot"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="KL (nats)",
+                      yaxis_type="log" if kl.max(initial=0) / max(kl.min(initial=1), 1e-6) > 1e3 else "linear")
+    return fig
+
+
+def posterior_figure(mu: np.ndarray, sigma: np.ndarray, height: int = 260) -> go.Figure:
+    """q(z|x) per dimension: mu with ±2 sigma bars, against the prior's ±2 band."""
+    L = len(mu)
+    names = [f"z{i + 1}" for i in range(L)]
+    fig = go.Figure()
+    fig.add_hrect(y0=-2, y1=2, fillcolor="#bab0ac", opacity=0.2, line_width=0, layer="below")
+    fig.add_trace(go.Scatter(x=names, y=mu, mode="markers", name="μ ± 2σ", marker=dict(size=8, color="#4e79a7"),
+                             error_y=dict(type="data", array=2 * np.asarray(sigma), color="#4e79a7", thickness=1.5),
+                             customdata=np.asarray(sigma), hovertemplate="%{x}: μ = %{y:.2f}, σ = %{customdata:.3f}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, yaxis_title="z",
+                      title=dict(text="posterior per dimension: μ ± 2σ (grey band: the prior's ±2)", font=dict(size=13)))
+    return fig

@@ -7,10 +7,16 @@ session lives only in st.session_state.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 import uuid
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 import torch
 
@@ -18,7 +24,7 @@ import vae
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT_DIR = ROOT / "checkpoints"
+CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))  # tests point it elsewhere
 DEFAULT_CHECKPOINT = "mnist5k-mlp-z2.safetensors"
 MAX_UPLOAD_MB = 200
 
@@ -51,10 +57,41 @@ def _load_upload(digest: str, _data: bytes) -> Checkpoint:
     return from_bytes(_data)
 
 
-@st.cache_resource(max_entries=6, show_spinner="Loading the data set…")
+# Data sets are loaded once per server in a background thread and shared read-only. A thread, not
+# st.cache_resource, so that the app can start loading the current model's data set while the first page is
+# still being drawn (mnist5k takes seconds to parse), and every page that needs it later just waits for it.
+_DATA_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-data")
+_DATA: "OrderedDict[str, Future]" = OrderedDict()
+_DATA_LOCK = threading.Lock()
+MAX_DATASETS = 6
+
+
+def prefetch_dataset(name: str) -> Future:
+    """Start loading a data set in the background (once per server); returns its future."""
+    with _DATA_LOCK:
+        fut = _DATA.get(name)
+        if fut is None or (fut.done() and fut.exception() is not None):  # failed loads are retried
+            fut = _DATA_POOL.submit(vae.load_dataset, name)
+            _DATA[name] = fut
+        _DATA.move_to_end(name)
+        while len(_DATA) > MAX_DATASETS:
+            _DATA.popitem(last=False)
+        return fut
+
+
+def dataset_ready(name: str) -> bool:
+    with _DATA_LOCK:
+        fut = _DATA.get(name)
+    return fut is not None and fut.done() and fut.exception() is None
+
+
 def dataset(name: str) -> vae.Dataset:
-    """A data set, loaded once per server and shared read-only."""
-    return vae.load_dataset(name)
+    """A data set, loaded once per server and shared read-only. Raises vae.DataError if it cannot be loaded."""
+    fut = prefetch_dataset(name)
+    if not fut.done():
+        with st.spinner(f"Loading the data set {name}…"):
+            return fut.result()
+    return fut.result()
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -146,8 +183,23 @@ def _upload_ui() -> None:
     st.session_state["model_key"] = key
 
 
+def adopt_finished_training() -> bool:
+    """If this session's training run has ended with a model, make it the current model (once). True if it did."""
+    job = st.session_state.get("train_job")
+    if job is None or job.running or job.adopted:
+        return False
+    job.adopted = True
+    ck = job.checkpoint()
+    if ck is None:
+        return False
+    status = "" if job.result.status == "finished" else f", {job.result.status}"
+    add_session_model(ck, f"{job.label} ({time.strftime('%H:%M', time.localtime(job.created))}{status})")
+    return True
+
+
 def model_sidebar() -> None:
     """The model picker shared by every page: shipped/saved checkpoints, this session's models, uploads, download."""
+    adopt_finished_training()
     with st.sidebar:
         st.subheader("Model")
         _upload_ui()
@@ -163,6 +215,7 @@ def model_sidebar() -> None:
         active = current()
         if active is None:
             return
+        prefetch_dataset(active.ck.dataset)  # the pages that need it will find it loaded
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
         st.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
@@ -191,3 +244,71 @@ def latents(active: ActiveModel) -> tuple[torch.Tensor, torch.Tensor]:
 
 def projection(active: ActiveModel):
     return heldout_projection(active.key, active)
+
+
+# ---------------------------------------------------------------------------------------------- data-set views
+SPLITS = {"test": "held-out set", "all": "training + held-out sets"}
+
+
+def split_data(active: ActiveModel, split: str = "test") -> tuple[torch.Tensor, np.ndarray | None]:
+    """Images (N, C, H, W) and labels (N,) of a split of the model's data set; "all" is training then held-out."""
+    data = dataset_for(active)
+    if split == "test":
+        return data.x_test, None if data.y_test is None else data.y_test.numpy()
+    x = torch.cat([data.x_train, data.x_test])
+    y = None if data.y_test is None or data.y_train is None else torch.cat([data.y_train, data.y_test]).numpy()
+    return x, y
+
+
+@st.cache_resource(max_entries=16, show_spinner="Encoding…")
+def _split_latents(key: str, _active: ActiveModel, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if split == "test":
+        return heldout_latents(key, _active)
+    return vae.encode(_active.model, split_data(_active, split)[0])
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _split_projection(key: str, _active: ActiveModel, split: str) -> "vae.explore.Projection":
+    if split == "test":
+        return heldout_projection(key, _active)
+    return vae.fit_projection(_split_latents(key, _active, split)[0])
+
+
+@st.cache_resource(max_entries=16, show_spinner="Scoring reconstructions…")
+def _split_recon_error(key: str, _active: ActiveModel, split: str) -> np.ndarray:
+    x, _ = split_data(_active, split)
+    return torch.cat([vae.reconstruct(_active.model, x[i: i + 1000]).recon for i in range(0, len(x), 1000)]).numpy()
+
+
+def split_latents(active: ActiveModel, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """mu, sigma (N, L) of a split, cached per model and shared read-only."""
+    return _split_latents(active.key, active, split)
+
+
+def split_projection(active: ActiveModel, split: str = "test"):
+    """The invertible 2-D view (identity or PCA) fitted to a split's latent means."""
+    return _split_projection(active.key, active, split)
+
+
+def split_recon_error(active: ActiveModel, split: str = "test") -> np.ndarray:
+    """-log p(x|z=mu) per image of a split, in nats."""
+    return _split_recon_error(active.key, active, split)
+
+
+# t-SNE takes seconds: it runs in a background thread, once per (model, split), and pages poll its future.
+_TSNE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-tsne")
+_TSNE: "OrderedDict[tuple[str, str], Future]" = OrderedDict()
+
+
+def tsne_future(active: ActiveModel, split: str = "test") -> Future:
+    """The t-SNE embedding (N, 2) of a split's latent means, computing in the background."""
+    mu, _ = split_latents(active, split)
+    with _DATA_LOCK:
+        fut = _TSNE.get((active.key, split))
+        if fut is None or (fut.done() and fut.exception() is not None):
+            fut = _TSNE_POOL.submit(vae.tsne, mu.numpy())
+            _TSNE[(active.key, split)] = fut
+        _TSNE.move_to_end((active.key, split))
+        while len(_TSNE) > 16:
+            _TSNE.popitem(last=False)
+        return fut

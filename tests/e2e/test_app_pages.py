@@ -1,0 +1,185 @@
+"""The explorer's pages driven in real headless Chromium against the real server: move a slider and see the image
+change, upload an image and see its reconstruction, click a map point and see it picked, draw on the canvas,
+train for an epoch and watch the live panel. Each test leaves a full-height screenshot in artifacts/screenshots/."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.e2e.conftest import page_errors, screenshot, wait_for_app
+
+TALL = {"width": 1400, "height": 2200}  # the main pane scrolls inside the page: a tall viewport shows all of it
+
+
+@pytest.fixture
+def tall_page(browser):
+    context = browser.new_context(viewport=TALL)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def open_page(page, app_url: str, path: str) -> None:
+    page.goto(f"{app_url}/{path}")
+    wait_for_app(page, timeout=60_000)
+
+
+def settle(page, timeout: float = 30_000) -> None:
+    """Wait for the rerun a widget change starts to finish."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
+
+
+def img_src(page, test_id: str) -> str:
+    loc = page.locator(f"img[data-testid='{test_id}']")
+    loc.wait_for(timeout=30_000)
+    return loc.get_attribute("src")
+
+
+def digit_png() -> bytes:
+    """A hand-made '7': dark strokes on white paper, the way a photo of a digit looks."""
+    a = np.full((120, 100), 255, np.uint8)
+    a[20:32, 15:85] = 0
+    for r in range(32, 105):
+        c = int(80 - (r - 32) * 0.45)
+        a[r, c - 6: c + 6] = 0
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_explore_slider_changes_the_image(tall_page, app_url):
+    page = tall_page
+    open_page(page, app_url, "explore")
+    before = img_src(page, "decoded-image")
+    slider = page.locator("[data-testid='stSlider']").first
+    slider.locator("[role='slider']").focus()
+    for _ in range(12):
+        page.keyboard.press("ArrowRight")
+    settle(page)
+    page.wait_for_function(
+        "(before) => { const i = document.querySelector(\"img[data-testid='decoded-image']\"); return i && i.src !== before; }",
+        arg=before, timeout=15_000)
+    assert img_src(page, "decoded-image") != before
+    assert page.locator("[data-testid='traversal'] img").count() >= 1
+    screenshot(page, "explore-after-slider")
+    assert page_errors(page) == []
+
+
+def test_reconstruct_upload_shows_the_reconstruction(tall_page, app_url, tmp_path):
+    page = tall_page
+    open_page(page, app_url, "reconstruct")
+    path = tmp_path / "seven.png"
+    path.write_bytes(digit_png())
+    page.locator("[data-testid='stFileUploader'] input[type='file']").last.set_input_files(str(path))
+    page.locator("img[data-testid='rec-output']").wait_for(timeout=30_000)
+    settle(page)
+    assert page.locator("[data-testid='rec-steps'] img").count() >= 4  # uploaded, grey, cropped, fitted, centred
+    assert page.locator("[data-testid='rec-samples'] img").count() == 8
+    assert page.locator("[data-testid='stMetric']").count() == 3
+    page.locator("[data-testid='stPlotlyChart']").last.wait_for(timeout=30_000)
+    screenshot(page, "reconstruct-upload")
+    assert page_errors(page) == []
+
+
+def test_reconstruct_rejects_a_file_that_is_not_an_image(page, app_url, tmp_path):
+    open_page(page, app_url, "reconstruct")
+    path = tmp_path / "fake.png"
+    path.write_bytes(b"this is text, not a PNG")
+    page.locator("[data-testid='stFileUploader'] input[type='file']").last.set_input_files(str(path))
+    alert = page.locator("[data-testid='stAlertContentError']")
+    alert.wait_for(timeout=30_000)
+    assert "not an image" in alert.inner_text()
+    assert page_errors(page) == []
+
+
+def test_reconstruct_drawing_on_the_canvas(tall_page, app_url):
+    page = tall_page
+    open_page(page, app_url, "reconstruct")
+    page.get_by_role("button", name="Draw").click()
+    settle(page)
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + 90, box["y"] + 50
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 25):  # a "1"-ish stroke down the middle
+        page.mouse.move(x0 + 40 + i, y0 + i * 8)
+    page.mouse.up()
+    page.locator("img[data-testid='rec-output']").wait_for(timeout=30_000)
+    settle(page)
+    screenshot(page, "reconstruct-drawing")
+    assert page_errors(page) == []
+
+
+def plotly_click(page, chart, curve: int, index: int) -> None:
+    """Click one point of a Plotly chart at its pixel position, found from the plot's own axes."""
+    pos = chart.evaluate(
+        """(el, [curve, index]) => {
+            const gd = el.querySelector('.js-plotly-plot');
+            const fl = gd._fullLayout, t = gd._fullData[curve];
+            const r = gd.getBoundingClientRect();
+            return {x: r.left + fl._size.l + fl.xaxis.d2p(t.x[index]), y: r.top + fl._size.t + fl.yaxis.d2p(t.y[index])};
+        }""", [curve, index])
+    page.mouse.move(pos["x"], pos["y"])
+    page.wait_for_timeout(150)
+    page.mouse.click(pos["x"], pos["y"])
+
+
+def test_map_click_on_a_point_picks_it(tall_page, app_url):
+    page = tall_page
+    open_page(page, app_url, "map")
+    chart = page.locator("[data-testid='stPlotlyChart']").first
+    chart.locator(".js-plotly-plot").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    # trace 0 is class "0": click its first point; its customdata is the point's number in the held-out set
+    index = chart.evaluate("el => el.querySelector('.js-plotly-plot')._fullData[0].customdata[0]")
+    plotly_click(page, chart, 0, 0)
+    page.locator("img[data-testid='map-point-image']").wait_for(timeout=30_000)
+    settle(page)
+    assert f"Point #{index}" in page.locator("[data-testid='stMarkdown']").all_inner_texts().__str__()
+    assert page.locator("[data-testid='map-neighbours'] img").count() == 8
+    screenshot(page, "map-point")
+    # ... and send it to Explore
+    page.get_by_role("button", name="Open in Explore").click()
+    page.wait_for_url("**/explore", timeout=30_000)
+    wait_for_app(page)
+    assert f"map point #{index}" in page.locator("[data-testid='stApp']").inner_text()
+    assert page_errors(page) == []
+
+
+def test_map_click_on_empty_space_decodes_there(tall_page, app_url):
+    page = tall_page
+    open_page(page, app_url, "map")
+    chart = page.locator("[data-testid='stPlotlyChart']").first
+    chart.locator(".js-plotly-plot").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    # the click grid is the trace after the ten class traces; its first point is the bottom-left corner
+    curve = chart.evaluate("el => el.querySelector('.js-plotly-plot')._fullData.findIndex(t => t.name === 'empty space')")
+    assert curve >= 0
+    plotly_click(page, chart, curve, 0)
+    page.locator("img[data-testid='map-decoded']").wait_for(timeout=30_000)
+    assert "Position (" in page.locator("[data-testid='stApp']").inner_text()
+    screenshot(page, "map-position")
+    assert page_errors(page) == []
+
+
+def test_train_one_epoch_live(tall_page, app_url):
+    page = tall_page
+    open_page(page, app_url, "train")
+    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Hidden width").fill("128")
+    page.get_by_role("button", name="Start training").click()
+    page.locator("[data-testid='stProgress']").wait_for(timeout=60_000)
+    page.locator("img[data-testid='train-preview']").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Save").wait_for(timeout=120_000)  # the run has ended: the save form shows
+    settle(page)
+    text = page.locator("[data-testid='stApp']").inner_text()
+    assert "finished: 2 of 2 epochs" in text
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # curves, KL bars, latent map
+    screenshot(page, "train-finished")
+    assert page_errors(page) == []

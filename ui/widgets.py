@@ -1,0 +1,56 @@
+"""Small render helpers shared by pages: images inlined as data URIs, rows of images with captions.
+
+Images go into the page as `<img src="data:image/png;base64,…">` inside one st.html element (st.markdown would shrink them): no media-file round
+trip, so a decoded image is painted as soon as its delta arrives (this matters for the slider latency target).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+import streamlit as st
+import torch
+
+
+
+def png_bytes(image: torch.Tensor | np.ndarray) -> bytes:
+    """An image as PNG bytes: (C, H, W) tensors/arrays or (H, W[, 3]) arrays, floats in [0, 1] or uint8."""
+    from PIL import Image
+
+    a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (3, 4):
+        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)  # (C, H, W) -> (H, W[, 3])
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def img_tag(image: torch.Tensor | np.ndarray, width: int, title: str = "", test_id: str = "") -> str:
+    """An <img> with the image inlined, drawn with crisp pixels at `width` CSS pixels."""
+    b64 = base64.b64encode(png_bytes(image)).decode("ascii")
+    attrs = f' title="{html.escape(title)}"' if title else ""
+    attrs += f' data-testid="{html.escape(test_id)}"' if test_id else ""
+    return (f'<img src="data:image/png;base64,{b64}" width="{width}" alt="{html.escape(title)}"{attrs} '
+            f'style="image-rendering: pixelated; border-radius: 4px; background: #000;">')
+
+
+def show_image(image: torch.Tensor | np.ndarray, width: int = 224, caption: str = "", test_id: str = "") -> None:
+    """One image with an optional caption under it."""
+    cap = f'<div style="font-size: 0.8rem; color: #666; margin-top: 2px;">{html.escape(caption)}</div>' if caption else ""
+    st.html(f"<div>{img_tag(image, width, caption, test_id)}{cap}</div>")
+
+
+def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | None = None, width: int = 84,
+              test_id: str = "") -> None:
+    """Images side by side (wrapping), each with a caption, in one element."""
+    captions = captions or [""] * len(images)
+    cells = "".join(
+        f'<figure style="margin: 0 6px 6px 0; text-align: center;">{img_tag(im, width, cap)}'
+        f'<figcaption style="font-size: 0.75rem; color: #666; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
+        for im, cap in zip(images, captions))
+    tid = f' data-testid="{html.escape(test_id)}"' if test_id else ""
+    st.html(f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
