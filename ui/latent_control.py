@@ -122,11 +122,16 @@ def _valid_z(value: Any, latent_dim: int) -> np.ndarray | None:
     return z if z.shape == (latent_dim,) and np.isfinite(z).all() else None
 
 
+def _json_z(z: np.ndarray) -> list[float]:
+    # float32 -> shortest decimals: the browser's copy is the number it committed (0.78, not 0.7799999713897705).
+    return [round(float(v), 6) for v in z]
+
+
 def _server_image(model: vae.VAE, z: np.ndarray, seq: int) -> dict[str, Any]:
     """One decode for the conv fallback, as bytes in torch's (C, H, W) order."""
     x = vae.decode(model, z[None])[0].numpy()
     pixels = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
-    return {"seq": seq, "z": [float(v) for v in z], "pixels": _b64(pixels)}
+    return {"seq": seq, "z": _json_z(z), "pixels": _b64(pixels)}
 
 
 def _callbacks(key: str, value_key: str, latent_dim: int) -> dict[str, Any]:
@@ -163,7 +168,7 @@ def _render(active: state.ActiveModel, value_key: str, key: str, pad: bool, imag
     z = current_z(value_key, L)
     send = payload.id not in st.session_state.get(BROWSER_MODELS, [])
     data: dict[str, Any] = {
-        "key": key, "payload_id": payload.id, "z": [float(v) for v in z], "span": payload.span,
+        "key": key, "payload_id": payload.id, "z": _json_z(z), "span": payload.span,
         "pad": pad, "image_px": image_px, "pad_px": pad_px, "payload": payload.json if send else None,
     }
     if not payload.in_browser:
