@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-LIKELIHOODS = ("bernoulli", "gaussian")
-SCHEDULES = ("onecycle", "constant")  # BCE with logits / Gaussian NLL with a fixed std (MSE up to scale)
+LIKELIHOODS = ("bernoulli", "gaussian")  # BCE with logits / Gaussian NLL with a fixed std (MSE up to scale)
+SCHEDULES = ("onecycle", "constant")  # learning-rate schedules
 
 # Bounds checked before anything is allocated: a hostile checkpoint cannot ask for a 10^12-parameter model.
 MAX_LATENT = 512
@@ -100,6 +100,10 @@ class TrainConfig:
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("threads", self.threads, 0, 1024)
         _check_int("eval_every", self.eval_every, 1, 100_000)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not isinstance(self.init_output_bias, bool):
+            raise ConfigError(f"init_output_bias must be true or false, got {self.init_output_bias!r}")
         if not isinstance(self.device, str) or (self.device not in ("auto", "cpu") and not self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 

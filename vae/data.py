@@ -150,6 +150,9 @@ def _folder(path: str, image_size: int = 28, grey: bool = True, **_) -> Dataset:
     elif p.is_file() and zipfile.is_zipfile(p):
         with zipfile.ZipFile(p) as zf:
             names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_SUFFIXES)[:MAX_FOLDER_IMAGES]
+            too_big = [n for n in names if zf.getinfo(n).file_size > MAX_IMAGE_BYTES]
+            if too_big:  # checked before decompressing: a zip bomb never expands in memory
+                raise DataError(f"{too_big[0]!r} in the zip is larger than {MAX_IMAGE_BYTES // 2**20} MB")
             items = [(n, zf.read(n)) for n in names]
     else:
         raise DataError(f"{path!r} is neither a folder nor a .zip of images")

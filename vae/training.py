@@ -108,7 +108,6 @@ def fit(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
     model.to(device).train()
     g_data = torch.Generator().manual_seed(cfg.seed)  # shuffling, on the CPU
     g_eps = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # reparameterization noise
@@ -140,7 +139,7 @@ def fit(
             loss = t["loss"].mean()
             if not torch.isfinite(loss):
                 status = "nan"
-                message = (f"the loss became {float(loss)} at epoch {epoch}, step {i + 1}; training stopped and the last "
+                message = (f"the loss became {loss.item()} at epoch {epoch}, step {i + 1}; training stopped and the last "
                            f"good weights were kept (try a lower learning rate or the Bernoulli likelihood)")
                 break
             opt.zero_grad(set_to_none=True)
