@@ -11,6 +11,7 @@ import torch
 
 import vae
 from ui import state
+from ui.latent_control import latent_control
 from ui.widgets import image_row, show_image
 from vae.data import grid
 
@@ -69,21 +70,11 @@ def model_kl_per_dim(active: state.ActiveModel) -> list[float] | None:
     return kl if kl is not None and len(kl) == active.config.latent_dim else None
 
 
-def latent_sliders_ui(latent_dim: int, dims: list[int]) -> np.ndarray:
-    """One slider per shown dimension; the others keep their values. Returns the whole z, (latent_dim,).
-
-    The live latent control (ui/latent_control) will replace this function's body; its contract stays.
-    """
-    z = np.asarray(st.session_state["explore_z"], dtype=np.float64).copy()
-    columns = st.columns(2) if len(dims) > 4 else [st.container()]
-    for j, d in enumerate(dims):
-        key = f"explore_z{d}"
-        if key not in st.session_state:  # a slider shown again after being hidden starts where z is
-            st.session_state[key] = float(np.clip(round(z[d], 2), -Z_LIMIT, Z_LIMIT))
-        with columns[j % len(columns)]:
-            z[d] = st.slider(zname(d), -Z_LIMIT, Z_LIMIT, step=0.05, format="%.2f", key=key)
-    st.session_state["explore_z"] = z.tolist()
-    return z
+def latent_sliders_ui(active: state.ActiveModel, dims: list[int]) -> np.ndarray:
+    """The live latent control (ui/latent_control): sliders for `dims` and a 2-D pad, decoded in the browser while
+    dragging. Returns the whole z, (latent_dim,); a release updates st.session_state["explore_z"] and re-runs the page."""
+    return latent_control(active, "explore_z", key="explore_live", dims=dims,
+                          on_change=lambda: st.session_state.update(explore_source="set with the live control"))
 
 
 def controls_ui(active: state.ActiveModel) -> None:
@@ -121,7 +112,7 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
     model, L = active.model, active.config.latent_dim
     left, right = st.columns([3, 2], gap="large")
     with left:
-        z = latent_sliders_ui(L, dims)
+        z = latent_sliders_ui(active, dims)
     with right:
         x_hat = vae.decode(model, torch.as_tensor(z, dtype=torch.float32))[0]
         show_image(x_hat, 280, caption=st.session_state.get("explore_source", ""), test_id="decoded-image")

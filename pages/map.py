@@ -12,6 +12,7 @@ import torch
 
 import vae
 from ui import state
+from ui.latent_control import latent_control
 from ui.plots import add_click_grid, add_highlight, latent_map_figure
 from ui.widgets import image_row, show_image
 from vae.app_support import click_grid, decode_map_position, posterior_ellipse
@@ -120,6 +121,40 @@ def map_ui(active: state.ActiveModel, split: str, colour: str, method: str) -> N
             position_detail(active, proj, pick["xy"])
         else:
             st.info("Nothing picked yet: click the map, or use the fields above.", icon=":material/ads_click:")
+    live_decoder_ui(active, split, proj, invertible, mu)
+
+
+def live_decoder_ui(active: state.ActiveModel, split: str, proj, invertible: bool, mu: torch.Tensor) -> None:
+    """The live latent control (ui/latent_control) under the map: drag its pad and the image follows every frame.
+
+    z stays on the map's plane (for 2-D latents the plane is the whole space): a pick on the map moves the control
+    there, and a release marks z's position on the map as the pick (the marker and the panel above follow).
+    """
+    ss = st.session_state
+    on_plane = lambda z: proj.inverse(proj.transform(np.asarray(z, np.float64)))  # noqa: E731
+    L = active.config.latent_dim
+    if ss.get("map_live_plane") != (active.key, split) or len(ss.get("map_z", [])) != L:
+        ss["map_live_plane"] = (active.key, split)
+        ss["map_z"] = on_plane(ss["map_z"]) if len(ss.get("map_z", [])) == L else proj.inverse(np.zeros(2))
+    pick = ss.get("map_pick")
+    if pick != ss.get("map_live_pick"):
+        ss["map_live_pick"] = pick
+        if pick and pick["kind"] == "point" and 0 <= pick["index"] < len(mu):
+            ss["map_z"] = on_plane(mu[pick["index"]].numpy())
+        elif pick and pick["kind"] == "position" and invertible:
+            ss["map_z"] = proj.inverse(np.asarray(pick["xy"], np.float64))
+
+    def released() -> None:
+        if invertible:
+            xy = proj.transform(np.asarray(ss["map_z"], np.float64))
+            ss["map_pick"] = ss["map_live_pick"] = {"kind": "position", "xy": [float(xy[0]), float(xy[1])]}
+
+    st.subheader("Drag through the map", anchor=False)
+    st.caption("The image follows the pointer as you drag across the held-out points"
+               + (" on this map's plane." if L > 2 else ".")
+               + (" Releasing marks the spot on the map above." if invertible else
+                  " (t-SNE cannot be inverted: switch to PCA to see the spot marked on the map.)"))
+    latent_control(active, "map_z", key="map_live", dims=None if L == 2 else [], projection=proj, on_change=released)
 
 
 def pick_ui(n: int, invertible: bool) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
@@ -25,6 +25,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import vae
 from ui import state
+from vae.explore import Projection
 from vae.export import ExportError, export_decoder
 
 _ASSETS = Path(__file__).with_name("latent_control")
@@ -42,7 +43,7 @@ MAX_PAD_POINTS = 2000  # the pad's background; mnist5k's held-out set is 1000
 @dataclass(frozen=True)
 class ModelPayload:
     id: str  # what the browser caches it under: model key + decoder content
-    json: dict[str, Any]  # decoder (None when it runs on the server), pad points, labels, projection
+    json: dict[str, Any]  # latent_dim, input_shape, decoder (None when it runs on the server), server_note
     span: float  # the sliders run over [-span, span]
     nbytes: int  # size of the JSON the browser receives once
 
@@ -55,9 +56,20 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
 
+def _heldout(active: state.ActiveModel) -> tuple[np.ndarray, np.ndarray | None, list[str] | None] | None:
+    """Held-out mu (N, L), labels and class names; None when the data set cannot be read (a folder moved)."""
+    try:
+        mu, _ = state.latents(active)
+        data = state.dataset_for(active)
+    except (vae.DataError, OSError):
+        return None
+    labels = None if data.y_test is None else data.y_test.numpy()
+    return mu.numpy(), labels, data.classes
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def model_payload(key: str, _active: state.ActiveModel) -> ModelPayload:
-    """Everything the browser needs once per model, built once per model and server."""
+    """The decoder for the browser (sent once per model and tab) and the sliders' range, once per model and server."""
     model, cfg = _active.model, _active.config
     try:
         decoder = export_decoder(model, "float32")  # float16 misses the 1/255 target: see tests/test_export.py
@@ -66,39 +78,43 @@ def model_payload(key: str, _active: state.ActiveModel) -> ModelPayload:
         decoder_json, decoder_id = None, "server"
         note = (f"This model's decoder runs only on the server ({exc}): while you drag, the image follows through "
                 "round trips to Python, a few per second rather than every frame.")
-    pad: dict[str, Any] = {}
     span = 3.0
-    try:
-        mu, _ = state.latents(_active)
-        proj = state.projection(_active)
-        labels = state.dataset_for(_active).y_test
-        classes = state.dataset_for(_active).classes
-    except (vae.DataError, OSError):
-        mu = None  # the data set is gone (a folder moved): sliders without the map's background
-    if mu is not None and len(mu):
-        mu = mu.numpy()
-        span = float(min(10.0, max(3.0, np.ceil(2 * np.percentile(np.abs(mu), 99.9)) / 2)))
-    if mu is not None and len(mu) and cfg.latent_dim >= 2:
-        keep = np.linspace(0, len(mu) - 1, min(len(mu), MAX_PAD_POINTS)).astype(int)
-        xy = proj.transform(mu[keep]).astype(np.float32)  # (N, 2)
-        half = float(max(1.0, 1.1 * np.percentile(np.abs(xy), 99.5)))
-        if proj.method == "pca":
-            axes = [f"PC1 ({proj.explained[0]:.0%})", f"PC2 ({proj.explained[1]:.0%})"]
-            caption = (f"Held-out set on its PCA plane ({proj.explained.sum():.0%} of the variance of z). Dragging "
-                       "moves z within the plane; the other directions stay.")
-        else:
-            axes = ["z₁", "z₂"]
-            caption = "Held-out set. Drag the ring, or focus the pad and use the arrow keys."
-        pad = {
-            "points": _b64(xy), "extent": [-half, half, -half, half], "axis_titles": axes, "pad_caption": caption,
-            "labels": _b64(labels.numpy()[keep].astype(np.uint8)) if labels is not None and labels.max() < 256 else None,
-            "class_names": classes if labels is not None else None,
-            "projection": {"mean": proj.mean.tolist(), "components": proj.components.tolist()},
-        }
+    held = _heldout(_active)
+    if held is not None and len(held[0]):
+        span = float(min(10.0, max(3.0, np.ceil(2 * np.percentile(np.abs(held[0]), 99.9)) / 2)))
     payload_id = hashlib.sha256(f"{key}|{decoder_id}".encode()).hexdigest()[:16]
     body = {"id": payload_id, "latent_dim": cfg.latent_dim, "input_shape": list(cfg.input_shape),
-            "decoder": decoder_json, "server_note": note, **pad}
+            "decoder": decoder_json, "server_note": note}
     return ModelPayload(payload_id, body, span, len(json.dumps(body)))
+
+
+def _projection_digest(proj: Projection) -> str:
+    return hashlib.sha256(proj.mean.tobytes() + proj.components.tobytes()).hexdigest()[:16]
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def pad_data(key: str, digest: str, _active: state.ActiveModel, _proj: Projection) -> dict[str, Any] | None:
+    """The pad: held-out points on the plane of `_proj`, their labels, the plane itself (~12 kB of JSON per run)."""
+    held = _heldout(_active)
+    if held is None or not len(held[0]) or _active.config.latent_dim < 2:
+        return None
+    mu, labels, classes = held
+    keep = np.linspace(0, len(mu) - 1, min(len(mu), MAX_PAD_POINTS)).astype(int)
+    xy = _proj.transform(mu[keep]).astype(np.float32)  # (N, 2)
+    half = float(max(1.0, 1.1 * np.percentile(np.abs(xy), 99.5)))
+    if _proj.method == "pca":
+        axes = [f"PC1 ({_proj.explained[0]:.0%})", f"PC2 ({_proj.explained[1]:.0%})"]
+        caption = (f"Held-out set on a PCA plane ({_proj.explained.sum():.0%} of the variance of z). Dragging moves z "
+                   "within the plane; the other directions stay.")
+    else:
+        axes = ["z₁", "z₂"]
+        caption = "Held-out set. Drag the ring, or focus the pad and use the arrow keys."
+    return {
+        "id": f"{key}|{digest}", "points": _b64(xy), "extent": [-half, half, -half, half], "axis_titles": axes,
+        "caption": caption, "class_names": classes if labels is not None else None,
+        "labels": _b64(labels[keep].astype(np.uint8)) if labels is not None and labels.max() < 256 else None,
+        "projection": {"mean": _proj.mean.tolist(), "components": _proj.components.tolist()},
+    }
 
 
 def current_z(value_key: str, latent_dim: int) -> np.ndarray:
@@ -110,7 +126,7 @@ def current_z(value_key: str, latent_dim: int) -> np.ndarray:
         z = None
     if z is None or z.shape != (latent_dim,) or not np.isfinite(z).all():
         z = np.zeros(latent_dim, np.float32)
-        st.session_state[value_key] = z
+        _store(value_key, z)
     return z
 
 
@@ -134,7 +150,12 @@ def _server_image(model: vae.VAE, z: np.ndarray, seq: int) -> dict[str, Any]:
     return {"seq": seq, "z": _json_z(z), "pixels": _b64(pixels)}
 
 
-def _callbacks(key: str, value_key: str, latent_dim: int) -> dict[str, Any]:
+def _store(value_key: str, z: np.ndarray) -> None:
+    """Write z back in the form the page keeps it: a list stays a list, anything else becomes a float32 array."""
+    st.session_state[value_key] = _json_z(z) if isinstance(st.session_state.get(value_key), list) else z
+
+
+def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[], None] | None) -> dict[str, Any]:
     """on_<state>_change handlers: they run before the rerun the browser asked for."""
 
     def component_state() -> dict[str, Any]:
@@ -144,8 +165,10 @@ def _callbacks(key: str, value_key: str, latent_dim: int) -> dict[str, Any]:
     def on_z() -> None:
         z = _valid_z(component_state().get("z"), latent_dim)
         if z is not None:
-            st.session_state[value_key] = z
+            _store(value_key, z)
             st.session_state[f"_latent_control_released:{key}"] = True
+            if on_change is not None:
+                on_change()
 
     def on_models() -> None:
         ids = component_state().get("models")
@@ -162,35 +185,48 @@ def _callbacks(key: str, value_key: str, latent_dim: int) -> dict[str, Any]:
     return {"on_z_change": on_z, "on_models_change": on_models, "on_preview_change": on_preview}
 
 
-def _render(active: state.ActiveModel, value_key: str, key: str, pad: bool, image_px: int, pad_px: int) -> None:
+def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int] | None, pad: bool,
+            projection: Projection | None, image_px: int, pad_px: int, on_change: Callable[[], None] | None) -> None:
     payload = model_payload(active.key, active)
+    pad_json = None
+    if pad and active.config.latent_dim >= 2:
+        try:
+            proj = projection if projection is not None else state.projection(active)
+            pad_json = pad_data(active.key, _projection_digest(proj), active, proj)
+        except (vae.DataError, OSError):
+            pad_json = None  # the data set is gone (a folder moved): sliders only
     L = active.config.latent_dim
     z = current_z(value_key, L)
     send = payload.id not in st.session_state.get(BROWSER_MODELS, [])
     data: dict[str, Any] = {
         "key": key, "payload_id": payload.id, "z": _json_z(z), "span": payload.span,
-        "pad": pad, "image_px": image_px, "pad_px": pad_px, "payload": payload.json if send else None,
+        "dims": dims, "pad": pad_json, "image_px": image_px, "pad_px": pad_px, "payload": payload.json if send else None,
     }
     if not payload.in_browser:
         seq, shown = st.session_state.pop(f"_latent_control_preview:{key}", (0, z))
         data["image"] = _server_image(active.model, shown, seq)
-    _component(key=key, data=data, **_callbacks(key, value_key, L))
+    _component(key=key, data=data, **_callbacks(key, value_key, L, on_change))
     released = st.session_state.pop(f"_latent_control_released:{key}", False)
     ctx = get_script_run_ctx()
     if released and ctx is not None and ctx.fragment_ids_this_run:
         st.rerun(scope="app")  # a release re-ran only this fragment: run the page so everything follows z
 
 
-def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None = None, pad: bool = True,
-                   image_px: int = 196, pad_px: int = 280) -> np.ndarray:
+def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None = None, dims: list[int] | None = None,
+                   pad: bool = True, projection: Projection | None = None, image_px: int = 196, pad_px: int = 280,
+                   on_change: Callable[[], None] | None = None) -> np.ndarray:
     """Draw the live control for the active model; returns this run's z (L,), also st.session_state[value_key].
 
-    The pad (held-out points on the map's plane: raw z for 2-D latents, PCA otherwise) shows for latent_dim >= 2
-    when `pad`. Browser round trips (weights acknowledgement, server previews) re-run only this control.
+    dims: which dimensions get a slider (all when None; [] for none); the others keep their values. The pad shows
+    the held-out points on `projection`'s plane (default: state.projection, raw z for 2-D latents, PCA otherwise)
+    for latent_dim >= 2 when `pad`; dragging on it moves z parallel to that plane. on_change runs
+    (as a widget callback, before the rerun) when a release changes z. Browser round trips (the weights'
+    acknowledgement, server previews) re-run only this control; a release re-runs the page.
     """
     key = key or f"{value_key}_control"
     if "__" in key:
         raise ValueError("the control's key must not contain '__' (Streamlit's event delimiter)")
     z = current_z(value_key, active.config.latent_dim)
-    st.fragment(_render)(active, value_key, key, pad, image_px, pad_px)
+    dims = None if dims is None else [int(d) for d in dims]
+    st.fragment(_render)(active, value_key, key, dims, pad, projection, image_px, pad_px, on_change)
     return z

@@ -29,11 +29,7 @@ function b64ToBytes(s) {
 }
 
 function prepare(p) {
-  const m = {
-    id: p.id, L: p.latent_dim, shape: p.input_shape, server: !p.decoder, note: p.server_note || "",
-    points: null, labels: null, classNames: p.class_names || null, extent: p.extent || null,
-    axisTitles: p.axis_titles || ["", ""], padCaption: p.pad_caption || "", mean: null, comp: null,
-  };
+  const m = { id: p.id, L: p.latent_dim, shape: p.input_shape, server: !p.decoder, note: p.server_note || "" };
   if (p.decoder) {
     if (p.decoder.dtype !== "float32") throw new Error(`unsupported weight dtype ${p.decoder.dtype}`);
     const bytes = b64ToBytes(p.decoder.buffer);
@@ -41,15 +37,18 @@ function prepare(p) {
     m.ops = p.decoder.ops;
     m.bufs = m.ops.filter((op) => op.op === "linear").map((op) => new Float64Array(op.out));
   }
-  if (p.points) {
-    m.points = new Float32Array(b64ToBytes(p.points).buffer); // (N, 2) row-major
-    m.labels = p.labels ? b64ToBytes(p.labels) : null;
-  }
-  if (p.projection) {
-    m.mean = Float64Array.from(p.projection.mean);
-    m.comp = p.projection.components.map((row) => Float64Array.from(row)); // (2, L), orthonormal rows
-  }
   return m;
+}
+
+// The pad: held-out points on a plane of the latent space (identity for 2-D latents, else PCA) and that plane.
+function preparePad(p) {
+  return {
+    id: p.id, extent: p.extent, axisTitles: p.axis_titles, caption: p.caption, classNames: p.class_names || null,
+    points: new Float32Array(b64ToBytes(p.points).buffer), // (N, 2) row-major
+    labels: p.labels ? b64ToBytes(p.labels) : null,
+    mean: Float64Array.from(p.projection.mean),
+    comp: p.projection.components.map((row) => Float64Array.from(row)), // (2, L), orthonormal rows
+  };
 }
 
 // z (L) -> image in [0, 1] as C*H*W values (torch's order), written into RGBA pixels.
@@ -122,6 +121,7 @@ class Controller {
     this.ctx = this.el.image.getContext("2d");
     this.padCtx = this.el.pad.getContext("2d");
     this.model = null;
+    this.pad = null; // the pad's points and plane, or null when there is no pad
     this.z = null; // Float64Array(L): what is shown
     this.paintedZ = null; // the z of the image on the canvas
     this.dataZ = null; // the last z Python sent
@@ -172,6 +172,8 @@ class Controller {
     const modelChanged = this.model !== m;
     this.model = m;
     if (modelChanged) this.setupModel(data);
+    const dims = Array.isArray(data.dims) ? data.dims.filter((d) => d >= 0 && d < m.L) : [...Array(m.L).keys()];
+    if (modelChanged || dims.join(",") !== this.dimsKey || data.span !== this.builtSpan) this.buildSliders(dims);
 
     // Python's z wins unless it is the echo of our own commit or the user is mid-drag.
     const dz = data.z;
@@ -183,7 +185,10 @@ class Controller {
         this.imageDirty = true;
       }
     }
-    this.el.padWrap.hidden = !(data.pad && m.comp);
+    const pd = data.pad && data.pad.projection.mean.length === m.L ? data.pad : null;
+    if (!pd) this.pad = null;
+    else if (!this.pad || this.pad.id !== pd.id) this.pad = preparePad(pd);
+    this.el.padWrap.hidden = !this.pad;
     this.el.note.hidden = !m.server;
     this.el.note.textContent = m.note;
     if (m.server && data.image) this.showServerImage(data.image);
@@ -202,18 +207,19 @@ class Controller {
     this.el.image.height = hh;
     this.imageData = this.ctx.createImageData(ww, hh);
     this.el.status.textContent = m.server ? "Decoded on the server" : "Decoded in your browser";
-    this.buildSliders(m.L);
     this.padBgKey = "";
     this.paintedZ = null;
   }
 
-  buildSliders(L) {
+  buildSliders(dims) {
     const box = this.el.sliders;
     box.replaceChildren();
     this.rows = [];
-    for (let d = 0; d < L; d++) {
-      const row = document.createElement("label");
-      row.className = "lc-row";
+    this.dimsKey = dims.join(",");
+    this.builtSpan = this.span;
+    for (const d of dims) {
+      const label = document.createElement("label");
+      label.className = "lc-row";
       const name = document.createElement("span");
       name.className = "lc-name";
       name.textContent = `z${subscript(d + 1)}`;
@@ -226,14 +232,15 @@ class Controller {
       input.dataset.dim = String(d);
       const out = document.createElement("output");
       out.className = "lc-val";
-      row.append(name, input, out);
-      box.append(row);
-      this.rows.push({ input, out, shown: NaN });
+      label.append(name, input, out);
+      box.append(label);
+      const row = { d, input, out, shown: NaN };
+      this.rows.push(row);
       input.addEventListener("pointerdown", () => { this.dragging = "slider"; mark(G.stats.downs, performance.now()); });
       input.addEventListener("input", () => {
         mark(G.stats.moves, performance.now());
         this.z[d] = Number(input.value);
-        this.rows[d].shown = this.z[d];
+        row.shown = this.z[d];
         this.changed();
       });
       input.addEventListener("change", () => {
@@ -250,8 +257,7 @@ class Controller {
 
   // ----- the pad -----
   padToZ(px, py) {
-    const m = this.model;
-    const [x0, x1, y0, y1] = m.extent;
+    const [x0, x1, y0, y1] = this.pad.extent;
     const x = Math.min(x1, Math.max(x0, x0 + px * (x1 - x0)));
     const y = Math.min(y1, Math.max(y0, y1 - py * (y1 - y0)));
     this.moveOnPlane(x, y);
@@ -260,13 +266,13 @@ class Controller {
   // Move z within the plane through z parallel to the map's axes: its projection lands on (x, y), the rest stays.
   moveOnPlane(x, y) {
     const [p0, p1] = this.project(this.z);
-    const [c0, c1] = this.model.comp;
+    const [c0, c1] = this.pad.comp;
     const dx = x - p0, dy = y - p1;
     for (let i = 0; i < this.z.length; i++) this.z[i] += dx * c0[i] + dy * c1[i];
   }
 
   project(z) {
-    const { mean, comp } = this.model;
+    const { mean, comp } = this.pad;
     let a = 0, b = 0;
     for (let i = 0; i < z.length; i++) { const v = z[i] - mean[i]; a += v * comp[0][i]; b += v * comp[1][i]; }
     return [a, b];
@@ -279,7 +285,7 @@ class Controller {
       this.padToZ((e.clientX - r.left) / r.width, (e.clientY - r.top) / r.height);
     };
     pad.addEventListener("pointerdown", (e) => {
-      if (!this.model || !this.model.comp || e.button !== 0) return;
+      if (!this.model || !this.pad || e.button !== 0) return;
       pad.setPointerCapture(e.pointerId);
       pad.focus({ preventScroll: true });
       this.dragging = "pad";
@@ -306,9 +312,9 @@ class Controller {
     pad.addEventListener("pointercancel", end);
     pad.addEventListener("keydown", (e) => {
       const dirs = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
-      if (!(e.key in dirs) || !this.model || !this.model.comp) return;
+      if (!(e.key in dirs) || !this.model || !this.pad) return;
       e.preventDefault();
-      const [x0, x1] = this.model.extent;
+      const [x0, x1] = this.pad.extent;
       const step = ((x1 - x0) / 50) * (e.shiftKey ? 5 : 1);
       const [p0, p1] = this.project(this.z);
       mark(G.stats.moves, performance.now());
@@ -345,9 +351,8 @@ class Controller {
   }
 
   paintSliders() {
-    for (let d = 0; d < this.rows.length; d++) {
-      const row = this.rows[d];
-      const v = this.z[d];
+    for (const row of this.rows) {
+      const v = this.z[row.d];
       if (row.shown !== v || row.out.textContent === "") {
         row.input.value = String(v);
         row.shown = v;
@@ -366,7 +371,7 @@ class Controller {
   }
 
   paintPad() {
-    const m = this.model;
+    const m = this.pad;
     const pad = this.el.pad;
     const dpr = window.devicePixelRatio || 1;
     const size = Math.round(pad.clientWidth * dpr) || 280;
@@ -376,7 +381,7 @@ class Controller {
       pad.height = size;
       this.padBg = this.drawPadBackground(size, dpr);
       this.padBgKey = bgKey;
-      this.el.padCaption.textContent = m.padCaption;
+      this.el.padCaption.textContent = m.caption;
     }
     const c = this.padCtx;
     c.drawImage(this.padBg, 0, 0);
@@ -401,7 +406,7 @@ class Controller {
   }
 
   drawPadBackground(size, dpr) {
-    const m = this.model;
+    const m = this.pad;
     const bg = document.createElement("canvas");
     bg.width = size;
     bg.height = size;
