@@ -221,15 +221,18 @@ def fit_distributed(
         for i in range(steps_per_epoch):
             idx = perm[i * batch: (i + 1) * batch]  # the global batch, (B,)
             eps = torch.randn((len(idx), model.cfg.latent_dim), generator=g_eps, device=device)  # as fit() draws it
-            lo = sum(len(s) for s in idx.tensor_split(world)[:rank])
-            mine = idx.tensor_split(world)[rank]
+            shards = idx.tensor_split(world)  # contiguous, sizes differing by at most one (the last may be empty)
+            mine, lo = shards[rank], sum(len(s) for s in shards[:rank])
             beta = kl_weight(cfg, warmup_offset + step, steps_per_epoch)
             t = elbo(x_train[mine], eps[lo: lo + len(mine)], beta)
             stopping = stop is not None and stop.is_set()
             # one small all-reduce per step: the metrics, and a shared decision to stop or to give up on NaN
             with torch.no_grad():
-                local = torch.stack([t["recon"].sum(), t["kl"].sum(), t["loss"].sum()]).double().tolist()
-            recon_s, kl_s, loss_s, count, stops = _all_sum(local + [len(mine), float(stopping)], device)
+                stats = torch.cat([torch.stack([t["recon"].sum(), t["kl"].sum(), t["loss"].sum()]).double(),
+                                   torch.tensor([len(mine), float(stopping)], dtype=torch.float64, device=device)])
+            if world > 1:
+                dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+            recon_s, kl_s, loss_s, count, stops = stats.tolist()  # the step's one host synchronisation
             if stops:
                 status, message = "stopped", f"stopped by the user during epoch {epoch}"
                 break
