@@ -7,8 +7,8 @@ from ui import applications_ui as ui
 from ui import state
 from vae import applications as apps
 
-KINDS = {"gaussian": "Gaussian noise", "salt_pepper": "salt and pepper", "box": "mask: a box",
-         "half": "mask: one side", "pixels": "mask: random pixels"}
+KINDS = {"gaussian": "Gaussian noise", "salt_pepper": "salt & pepper", "box": "box mask", "half": "side mask",
+         "pixels": "pixel mask"}
 STRENGTH = {"gaussian": ("Noise std", 0.3), "salt_pepper": ("Share of pixels flipped to black or white", 0.2),
             "box": ("Share of the area hidden", 0.25), "half": ("Share hidden from that side", 0.5),
             "pixels": ("Share of pixels hidden", 0.5)}
@@ -54,7 +54,7 @@ def db(v: float) -> str:
     return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
 
 
-top.markdown("The article lists **denoising and completion** (数据去噪与补全) among the uses of a VAE: an input off the "
+top.markdown("The article lists **denoising and completion** (§7) among the uses of a VAE: an input off the "
              "data's manifold is encoded, and the decoder answers with the nearest thing it knows how to draw.")
 with top:
     if r.completion is None:
@@ -87,8 +87,9 @@ if r.completion is not None:
     chart, strip = st.columns([2, 3], gap="large")
     with chart:
         st.subheader("Error after each iteration")
-        st.line_chart({"MSE on the hidden pixels": r.completion.error}, x_label="iteration", height=260)
+        st.line_chart({"MSE on the hidden pixels": r.completion.error}, x_label="iteration",
+                      y_label="MSE on the hidden pixels", height=260)
     with strip:
-        st.subheader("The hidden pixels, iteration by iteration")
+        st.subheader("The completion, iteration by iteration")
         picks = sorted({0, 1, 2, iterations // 2, iterations} & set(range(iterations + 1)))
         ui.grid(r.completion.images[picks, 0], len(picks), caption="iterations " + ", ".join(map(str, picks)), target=84)

@@ -26,9 +26,9 @@ except ValueError as exc:
     st.error(f"Cannot evaluate this model: {exc}")
     st.stop()
 
-top.markdown("The article says a VAE **models the probability explicitly** (显式建模概率分布, 支持概率推断), gives "
+top.markdown("The article says a VAE **models the probability explicitly** and supports probabilistic inference, gives "
              "**features** for dimensionality reduction and **semi-supervised learning**, and warns that training must "
-             "**balance the reconstruction loss against the KL divergence** (需平衡重构损失与KL散度).")
+             "**balance the reconstruction loss against the KL divergence** (§6, §7).")
 with top:
     ui.claim(f"On {s.n} held-out images this model's −ELBO is {s.neg_elbo:.1f} nats per image: {s.recon:.1f} for "
              f"reconstruction and {s.kl:.1f} for KL ({s.kl / max(s.neg_elbo, 1e-12):.0%}). {s.active} of its {L} latent "
@@ -122,7 +122,7 @@ with other:
         st.info("There is no other checkpoint to compare with: save one from the Train page first.")
         st.stop()
     # Default B: a sibling of A (same data set, one name extending the other: z16 and z16-beta4), else the same data set.
-    same = sorted((p for p in files if p.stem.startswith(active.ck.dataset)), key=lambda p: p.name)
+    same = sorted((p for p in files if p.stem.startswith(active.ck.dataset)), key=lambda p: p.stem)
     kin = [p for p in same if p.stem.startswith(active.label) or active.label.startswith(p.stem)]
     default = (kin or same or files)[0]
     left, right = st.columns(2)
@@ -166,4 +166,4 @@ with other:
             st.plotly_chart(fig, key=f"eval_map_{m.key}")
     st.markdown("**The same held-out inputs, then A's and B's reconstructions**")
     rows = torch.cat([cmp.inputs, cmp.reconstructions[0], cmp.reconstructions[1]])
-    ui.grid(rows, len(cmp.inputs), caption="top: input · middle: A · bottom: B", target=56)
+    ui.grid(rows, len(cmp.inputs), caption="top: input · middle: A · bottom: B", target=84)

@@ -27,8 +27,8 @@ except ValueError as exc:
     st.error(f"Cannot sample: {exc}")
     st.stop()
 
-top.markdown("The article says a VAE **generates new data** (可生成新数据) and warns that its outputs **may be blurry** "
-             "(生成结果可能较模糊).")
+top.markdown("The article says a VAE **generates new data** (§6, §7) and warns that its outputs **may be blurry** "
+             "(§6, disadvantages).")
 with top:
     d_med = float(np.median(gen.nearest_distance))
     ui.claim(f"These {n} samples have {gen.grey_samples:.0%} of their pixels grey (between {apps.GREY_LO} and "
@@ -44,14 +44,15 @@ with left:
     st.download_button("Download PNG", apps.png_bytes(g), file_name=f"samples-T{temperature:.2f}-seed{seed}.png",
                        mime="image/png", icon=":material/download:", on_click="ignore", key="gen_png")
 with right:
-    st.subheader("Nearest training image of each")
+    st.subheader("Nearest training images")
     ui.grid(data.x_train[gen.nearest_index], nrow, caption="same place in the grid; Euclidean distance in pixel space")
 
 st.subheader("Distance of each sample to its nearest training image")
 fig = go.Figure(go.Bar(x=np.arange(n), y=gen.nearest_distance, marker_color="#4e79a7",
                        hovertemplate="sample %{x}: %{y:.2f}<extra></extra>", name="sample"))
 fig.add_hline(y=gen.reference_distance, line_dash="dash", line_color="#e15759",
-              annotation_text=f"real held-out images: median {gen.reference_distance:.2f}", annotation_position="top left")
+              annotation_text=f"real held-out images: median {gen.reference_distance:.2f}", annotation_position="top right",
+              annotation_bgcolor="rgba(255,255,255,0.85)")
 fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="sample (row by row)",
                   yaxis_title="pixel distance", showlegend=False)
 st.plotly_chart(fig, key="gen_distances")

@@ -24,7 +24,7 @@ with settings:
     st.subheader("Path")
     steps = st.slider("Steps", 2, 30, 10, key="interp_steps")
     method = st.segmented_control("Interpolation", ["lerp", "slerp"], default="lerp", required=True, key="interp_method",
-                                  format_func={"lerp": "linear (lerp)", "slerp": "spherical (slerp)"}.get)
+                                  help="lerp: linear; slerp: spherical")
     st.caption("**lerp** walks the straight line between the two codes. **slerp** follows the great circle, so "
                "the code's length stays like the prior's typical length instead of shrinking mid-way.")
 
@@ -40,7 +40,7 @@ except ValueError as exc:
 biggest = float(ip.step_change.max())
 top.markdown(
     "The article says the latent space is **continuous**, so interpolating between two codes gives "
-    "**smooth transitions** (潜在空间具有连续性, 插值生成平滑过渡样本).")
+    "**smooth transitions** (§6, advantages).")
 with top:
     ui.claim(f"Along this {method} path from {a_label} to {b_label}, consecutive frames differ by "
              f"{ip.step_change.mean():.3f} per pixel on average and by {biggest:.3f} at most, while the two ends "
@@ -70,7 +70,7 @@ with on_map:
     fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name=f"{method} path",
                              line=dict(color="black", width=2), marker=dict(size=7, color="black")))
     fig.add_trace(go.Scatter(x=path[[0, -1], 0], y=path[[0, -1], 1], mode="markers+text", name="ends",
-                             text=[a_label, b_label], textposition="top center",
+                             text=[a_label, b_label], textposition="top center", textfont=dict(size=14, color="black"),
                              marker=dict(size=13, color="white", line=dict(color="black", width=2))))
     st.plotly_chart(fig, key="interp_map")
     if proj.method == "pca":

@@ -22,7 +22,7 @@ from vae.data import to_uint8
 # e.g. Projection.inverse of a click on empty space).
 INTERP_ENDPOINTS = "interp_endpoints"
 
-SOURCES = {"heldout": "held-out image", "upload": "upload an image", "map": "from the latent map"}
+SOURCES = {"heldout": "held-out", "upload": "upload", "map": "latent map"}
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "gif"]
 
 
@@ -39,7 +39,8 @@ def scale_for(shape: tuple[int, ...], target: int = 112) -> int:
 def image(x: torch.Tensor | np.ndarray, caption: str | None = None, target: int = 112) -> None:
     """One image (C, H, W) in [0, 1] or uint8 (H, W[, 3]), enlarged with crisp pixels."""
     a = x if isinstance(x, np.ndarray) and x.dtype == np.uint8 else to_uint8(x)
-    st.image(apps.upscale(a, scale_for(a.shape[:2], target)), caption=caption)
+    big = apps.upscale(a, scale_for(a.shape[:2], target))
+    st.image(big, caption=caption, width=big.shape[1])  # a fixed width: a long caption must not resize the image
 
 
 def grid(images: torch.Tensor, nrow: int, caption: str | None = None, target: int = 84) -> np.ndarray:
@@ -118,9 +119,11 @@ def _pick(active: state.ActiveModel, data: vae.Dataset, key: str, default_index:
         return (data.x_test[e], f"#{e}") if isinstance(e, int) else (e, "map point")
     if source == "upload":
         up = st.file_uploader("Image", type=UPLOAD_TYPES, key=f"{key}_upload")
-        digit_style = st.checkbox("Digit-style preprocessing (crop, fit in 20×20, centre)", value=data.shape[0] == 1
+        digit_style = st.checkbox("Digit-style preprocessing", value=data.shape[0] == 1
                                   and data.name in ("mnist5k", "digits", "mnist"), key=f"{key}_digit",
-                                  disabled=data.shape[0] != 1)
+                                  disabled=data.shape[0] != 1,
+                                  help="As MNIST was made: dark ink on light paper is inverted, cropped to the strokes, "
+                                       "fitted into 20×20 and centred by mass in 28×28.")
         if up is None:
             return None, "upload an image"
         try:

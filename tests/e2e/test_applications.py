@@ -1,0 +1,146 @@
+"""The application pages in a real browser: each opens, its main action produces its images, tables and files."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from tests.e2e.conftest import page_errors, screenshot, wait_for_app
+
+DOWNLOAD = "[data-testid='stDownloadButton'] button"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _entry_page_seen(browser, app_url):
+    """Open the home page once. Until app.py has run once on a fresh server, Streamlit serves a direct link like
+    /generate from its pages/ folder scan (no navigation, no model sidebar); reported, not this module's to fix."""
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.goto(app_url)
+    wait_for_app(pg, timeout=90_000)
+    context.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A tall window: Streamlit scrolls inside its own container, so a full-page screenshot is the viewport."""
+    context = browser.new_context(viewport={"width": 1400, "height": 2200})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def open_page(page, app_url: str, path: str) -> None:
+    page.goto(f"{app_url}/{path}")
+    wait_for_app(page, timeout=90_000)
+    page.wait_for_timeout(300)
+
+
+IMAGES = ("() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')]"
+          ".filter(i => i.complete && i.naturalWidth > 0).length")
+
+
+def rendered_images(page, at_least: int = 1) -> int:
+    """Images in the main area that the browser has actually decoded, once there are `at_least` of them."""
+    page.wait_for_function(f"() => ({IMAGES})() >= {at_least}", timeout=30_000)
+    return page.evaluate(IMAGES)
+
+
+def download(page, label: str) -> bytes:
+    with page.expect_download() as info:
+        page.locator(DOWNLOAD, has_text=label).click()
+    return open(info.value.path(), "rb").read()
+
+
+def choose(page, text: str, nth: int = 0) -> None:
+    """Click a segmented-control or pills option by its text and wait for the rerun."""
+    page.locator("[data-testid=stMain] button").filter(has_text=re.compile(f"^{re.escape(text)}$")).nth(nth).click()
+    page.wait_for_timeout(200)
+    wait_for_app(page, timeout=90_000)
+
+
+def test_interpolate_strip_map_and_exports(page, app_url):
+    open_page(page, app_url, "interpolate")
+    assert page_errors(page) == []
+    page.get_by_text("smooth transitions").first.wait_for()
+    assert rendered_images(page, 3) >= 3  # both endpoints and the strip
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 1  # the path on the latent map
+    screenshot(page, "app-interpolate")
+    gif = Image.open(io.BytesIO(download(page, "Download animated GIF")))
+    assert gif.format == "GIF" and gif.n_frames == 18  # 10 steps forwards, 8 back
+    strip = Image.open(io.BytesIO(download(page, "Download PNG strip")))
+    assert strip.format == "PNG" and strip.width > 5 * strip.height
+    choose(page, "slerp")
+    assert page.get_by_text(re.compile("Along this slerp path")).count() == 1
+    assert page_errors(page) == []
+
+
+def test_interpolate_rejects_a_broken_upload(page, app_url):
+    open_page(page, app_url, "interpolate")
+    choose(page, "upload", nth=1)
+    page.locator("[data-testid='stMain'] [data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n" + b"\x00" * 40}])
+    page.locator("[data-testid='stAlertContentError']").first.wait_for(timeout=30_000)
+    assert "broken.png" in page.locator("[data-testid='stAlertContentError']").first.inner_text()
+    assert page_errors(page) == []
+    screenshot(page, "app-interpolate-bad-upload")
+
+
+def test_generate_samples_neighbours_and_png(page, app_url):
+    open_page(page, app_url, "generate")
+    assert page_errors(page) == []
+    page.get_by_text("They are not copies").wait_for()
+    assert rendered_images(page, 2) == 2  # samples and their nearest training images
+    screenshot(page, "app-generate")
+    im = Image.open(io.BytesIO(download(page, "Download PNG")))
+    assert im.format == "PNG" and im.width == im.height  # a 4 x 4 grid
+
+
+def test_denoise_noise_then_mask_completion(page, app_url):
+    open_page(page, app_url, "denoise")
+    assert page_errors(page) == []
+    page.get_by_text("one pass through the VAE").wait_for()
+    assert rendered_images(page, 3) == 3
+    screenshot(page, "app-denoise-noise")
+    choose(page, "box mask")
+    page.get_by_text(re.compile("After 10 completion iterations")).wait_for()
+    assert rendered_images(page, 5) == 5  # corrupted, reconstruction, completed, original, iteration strip
+    page.locator("[data-testid='stVegaLiteChart']").first.wait_for()  # error after each iteration
+    assert page.locator("[data-testid='stVegaLiteChart']").count() == 1
+    assert page_errors(page) == []
+    screenshot(page, "app-denoise-box")
+
+
+def test_evaluate_iwae_probes_and_comparison(page, app_url):
+    open_page(page, app_url, "evaluate")
+    assert page_errors(page) == []
+    page.get_by_text("balance the reconstruction loss").wait_for()
+    page.get_by_role("button", name=re.compile("Estimate with k")).click()
+    page.get_by_text("IWAE −log p(x)").first.wait_for(timeout=90_000)
+    choose(page, "100")  # keep only 10 labels per class: the fast probe
+    choose(page, "all")
+    page.get_by_role("button", name="Run the probes").click()
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=120_000)
+    wait_for_app(page)
+    assert page_errors(page) == []
+    screenshot(page, "app-evaluate")
+    page.get_by_role("tab", name="Compare two models").click()
+    page.get_by_text("The reconstruction/KL balance, measured").wait_for()
+    page.wait_for_timeout(500)
+    assert page_errors(page) == []
+    assert rendered_images(page, 1) >= 1  # inputs and both reconstructions
+    screenshot(page, "app-evaluate-compare")
+
+
+def test_evaluate_shows_mig_for_a_shapes_model(page, app_url):
+    open_page(page, app_url, "evaluate")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.locator("[data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name=re.compile("^shapes-mlp-z6")).click()
+    wait_for_app(page, timeout=90_000)
+    page.get_by_text("Disentanglement (MIG)").wait_for()
+    page.locator("[data-testid='stMetric']", has_text="MIG").wait_for()
+    assert page_errors(page) == []
+    screenshot(page, "app-evaluate-shapes")
