@@ -198,7 +198,7 @@ def test_weights_reach_the_browser_once_per_model_also_a_fresh_one(page, demo_ur
 
     # Back to the shipped model: the tab still holds its weights, nothing is sent again.
     page.get_by_test_id("stSidebar").get_by_role("combobox").click()
-    page.get_by_role("option", name="mnist5k-mlp-z2").click()
+    page.get_by_role("option", name="mnist5k-mlp-z2", exact=True).click()
     page.wait_for_function(f"(id) => {INSTANCE}.model.id === id", arg=first_id, timeout=TIMEOUT)
     wait_for_app(page, TIMEOUT)
     assert_canvas_matches(shipped["z2"], snapshot(page))
@@ -247,6 +247,59 @@ def test_screenshots_in_both_themes(browser, demo_url, scheme):
         dark = sum(int(v) for v in re.findall(r"\d+", bg)[:3]) < 3 * 128
         assert dark == (scheme == "dark")
         screenshot(page, f"latent_control_{scheme}")
+        assert page_errors(page) == []
+    finally:
+        context.close()
+
+
+# ------------------------------------------------------------------ in the app: Explore and the Latent map
+def open_app_page(page, app_url: str, title: str, key: str) -> None:
+    """Through the navigation, as a user would (a first visit straight to /explore skips st.navigation)."""
+    page.goto(app_url)
+    wait_for_app(page, TIMEOUT)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    page.wait_for_function(f"() => window.__latentControl?.instances?.{key}?.paintedZ", timeout=TIMEOUT)
+    wait_for_app(page, TIMEOUT)
+
+
+def test_explore_page_follows_a_release(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    try:
+        open_app_page(page, app_url, "Explore", "explore_live")
+        key = "window.__latentControl.instances.explore_live"
+        before = page.locator("img[data-testid='decoded-image']").get_attribute("src")
+        drag_pad(page, [(0.5, 0.5), (0.3, 0.7), (0.25, 0.75)])
+        z = page.evaluate(f"{key}.committed")
+        shown = ", ".join(f"z{'₁₂'[d]}={v:+.2f}" for d, v in enumerate(z[:2]))
+        page.get_by_text(f"decoded from z = ({shown}").wait_for(timeout=TIMEOUT)  # the page's Python has the new z
+        assert page.locator("img[data-testid='decoded-image']").get_attribute("src") != before
+        assert page.get_by_text("set with the live control").count() == 1
+        screenshot(page, "explore-live-control")
+        assert page_errors(page) == []
+    finally:
+        context.close()
+
+
+def test_map_page_marks_a_release_and_follows_a_pick(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = context.new_page()
+    try:
+        open_app_page(page, app_url, "Latent map", "map_live")
+        key = "window.__latentControl.instances.map_live"
+        drag_pad(page, [(0.5, 0.5), (0.7, 0.4), (0.72, 0.35)])
+        z = page.evaluate(f"{key}.committed")
+        # A 2-D model's map is the latent plane itself: the pick panel shows the released z as the position.
+        page.get_by_text(f"Position ({z[0]:.2f}, {z[1]:.2f}) on the map").wait_for(timeout=TIMEOUT)
+
+        # A pick made without the control (the panel's number field) moves the control to that point.
+        page.get_by_text("Pick by number or position").click()
+        page.get_by_role("spinbutton", name="x", exact=True).fill("-1.5")
+        page.get_by_role("spinbutton", name="y", exact=True).fill("0.5")
+        page.get_by_role("button", name="Decode").click()
+        page.wait_for_function(f"() => Math.abs({key}.z[0] + 1.5) < 1e-4 && Math.abs({key}.z[1] - 0.5) < 1e-4",
+                               timeout=TIMEOUT)
+        screenshot(page, "map-live-control")
         assert page_errors(page) == []
     finally:
         context.close()
