@@ -203,6 +203,13 @@ def test_weights_reach_the_browser_once_per_model_also_a_fresh_one(page, demo_ur
     wait_for_app(page, TIMEOUT)
     assert_canvas_matches(shipped["z2"], snapshot(page))
     assert payload_loads(page) == {first_id: 1, fresh_id: 1}
+
+    # A tab that lost its copy (evicted, reloaded) says so on the next rerun and gets the weights again.
+    page.evaluate("window.__latentControl.forgetModels()")
+    drag_pad(page, [(0.5, 0.5), (0.6, 0.4)])
+    page.wait_for_function(f"(id) => window.__latentControl.payloadLoads[id] === 2 && {INSTANCE}.paintedZ",
+                           arg=first_id, timeout=TIMEOUT)
+    assert_canvas_matches(shipped["z2"], snapshot(page))
     assert page_errors(page) == []
 
 

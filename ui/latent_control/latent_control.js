@@ -18,6 +18,7 @@ const PREVIEW_MIN_GAP_MS = 40;
 const G = (window.__latentControl = window.__latentControl || { instances: {}, payloadLoads: {} });
 G.resetStats = () => { G.stats = { moves: [], paints: [], downs: [], ups: [] }; };
 if (!G.stats) G.resetStats();
+G.forgetModels = () => CACHE.clear(); // for tests: what a reload or an eviction does to this tab's cache
 const STATS_CAP = 20000;
 function mark(list, item) { if (list.length < STATS_CAP) list.push(item); }
 
