@@ -123,7 +123,7 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
         st.caption("Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
         images, values = vae.traversal(model, torch.as_tensor(z, dtype=torch.float32), dims, -3.0, 3.0, 9)
         rows = [grid(images[r], nrow=images.shape[1]) for r in range(len(dims))]
-        image_row(rows, [zname(d) for d in dims], width=9 * 44, test_id="traversal")
+        image_row(rows, [f"{zname(d)}: −3 … +3" for d in dims], width=9 * 44, test_id="traversal", stacked=True)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -62,7 +62,8 @@ def curves_figure(history: list[dict], height: int = 280) -> go.Figure:
             fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", line=dict(dash=dash, color=color),
                                      marker=dict(size=4), name="train" if split == "train" else "held-out",
                                      legendgroup=split, showlegend=col == 1), row=1, col=col)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.12, yanchor="bottom"))
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     return fig
 

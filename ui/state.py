@@ -125,9 +125,9 @@ def _choices() -> dict[str, tuple[str, object]]:
     """key -> (label, loader) for every model this session can pick."""
     out: dict[str, tuple[str, object]] = {}
     for key, active in st.session_state.get("session_models", {}).items():
-        out[key] = (f"{active.label} (this session)", active)
+        out[key] = (f"{active.label} · this session", active)
     for key, active in st.session_state.get("uploaded_models", {}).items():
-        out[key] = (f"{active.label} (uploaded)", active)
+        out[key] = (f"{active.label} · uploaded", active)
     for path in checkpoint_files():
         out[f"path:{path}"] = (path.stem, path)
     return out
@@ -192,8 +192,8 @@ def adopt_finished_training() -> bool:
     ck = job.checkpoint()
     if ck is None:
         return False
-    status = "" if job.result.status == "finished" else f", {job.result.status}"
-    add_session_model(ck, f"{job.label} ({time.strftime('%H:%M', time.localtime(job.created))}{status})")
+    status = "" if job.result.status == "finished" else f" ({job.result.status})"
+    add_session_model(ck, f"{job.label} trained {time.strftime('%H:%M', time.localtime(job.created))}{status}")
     return True
 
 

@@ -30,12 +30,20 @@ def png_bytes(image: torch.Tensor | np.ndarray) -> bytes:
 
 
 def img_tag(image: torch.Tensor | np.ndarray, width: int, title: str = "", test_id: str = "") -> str:
-    """An <img> with the image inlined, drawn with crisp pixels at `width` CSS pixels."""
-    b64 = base64.b64encode(png_bytes(image)).decode("ascii")
+    """An <img> with the image inlined, its longer side drawn at `width` CSS pixels with crisp pixels."""
+    data = png_bytes(image)
+    h, w = _png_size(data)
+    scale = width / max(h, w)
+    b64 = base64.b64encode(data).decode("ascii")
     attrs = f' title="{html.escape(title)}"' if title else ""
     attrs += f' data-testid="{html.escape(test_id)}"' if test_id else ""
-    return (f'<img src="data:image/png;base64,{b64}" width="{width}" alt="{html.escape(title)}"{attrs} '
-            f'style="image-rendering: pixelated; border-radius: 4px; background: #000;">')
+    return (f'<img src="data:image/png;base64,{b64}" width="{round(w * scale)}" height="{round(h * scale)}" '
+            f'alt="{html.escape(title)}"{attrs} style="image-rendering: pixelated; border-radius: 4px; background: #000; max-width: 100%; height: auto; outline: 1px solid #d0d0d0;">')
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from a PNG's IHDR chunk."""
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
 
 
 def show_image(image: torch.Tensor | np.ndarray, width: int = 224, caption: str = "", test_id: str = "") -> None:
@@ -45,12 +53,13 @@ def show_image(image: torch.Tensor | np.ndarray, width: int = 224, caption: str 
 
 
 def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | None = None, width: int = 84,
-              test_id: str = "") -> None:
-    """Images side by side (wrapping), each with a caption, in one element."""
+              test_id: str = "", stacked: bool = False) -> None:
+    """Images side by side (wrapping), each with a caption, in one element; `stacked` puts them one under another."""
     captions = captions or [""] * len(images)
     cells = "".join(
         f'<figure style="margin: 0 6px 6px 0; text-align: center;">{img_tag(im, width, cap)}'
         f'<figcaption style="font-size: 0.75rem; color: #666; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
         for im, cap in zip(images, captions))
     tid = f' data-testid="{html.escape(test_id)}"' if test_id else ""
-    st.html(f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
+    direction = "column" if stacked else "row"
+    st.html(f'<div style="display: flex; flex-wrap: wrap; flex-direction: {direction};"{tid}>{cells}</div>')

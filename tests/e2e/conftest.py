@@ -87,6 +87,8 @@ def page(browser):
 def wait_for_app(page, timeout: float = 30_000) -> None:
     """Wait until Streamlit has finished running the script (no 'running' indicator, main block present)."""
     page.wait_for_selector("[data-testid='stMain']", timeout=timeout)
+    # stApp carries the script's run state; before the first run it is "initial" and the page is still empty.
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 

@@ -1,0 +1,382 @@
+"""AppTest runs of the explorer's pages (home, train, explore, map, reconstruct) and the shared model sidebar.
+
+AppTest re-runs whole scripts: fragments run inline, `run_every` never fires, Plotly charts are opaque. The training
+job's thread is joined explicitly; the map's clicks are driven through its "pick by number or position" fields.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import vae
+from ui import state
+from ui.training_job import TrainingJob
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120  # a first run imports torch and loads mnist5k; later runs take well under a second
+SHIPPED = ROOT / "checkpoints" / "mnist5k-mlp-z2.safetensors"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mnist5k_loaded(cached_mnist5k_source):
+    """The pages share ui.state's data-set loader; load mnist5k into it once, from the suite's parsed copy."""
+    with cached_mnist5k_source():
+        state.prefetch_dataset("mnist5k").result()
+
+
+@pytest.fixture
+def checkpoint_dir(tmp_path, monkeypatch):
+    """A private checkpoints/ with the shipped 2-D model, so saving never touches the real folder."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    shutil.copy(SHIPPED, folder)
+    monkeypatch.setattr(state, "CHECKPOINT_DIR", folder)
+    return folder
+
+
+def run_page(name: str, **session) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    for k, v in session.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def run_app(page: str | None = None) -> AppTest:
+    """The whole app (navigation and sidebar), optionally switched to a page."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert [e.value for e in at.exception] == []
+    assert [e.value for e in at.error] == []
+
+
+def html(at: AppTest) -> list[str]:
+    return [h.proto.body for h in at.get("html")]
+
+
+def html_with(at: AppTest, test_id: str) -> str:
+    found = [b for b in html(at) if f'data-testid="{test_id}"' in b]
+    assert found, f"no st.html element with data-testid={test_id}"
+    return found[0]
+
+
+def img_srcs(body: str) -> list[str]:
+    return re.findall(r'src="(data:image/png;base64,[^"]+)"', body)
+
+
+def png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def seven() -> bytes:
+    a = np.full((90, 70), 255, np.uint8)
+    a[12:20, 10:60] = 0
+    for r in range(20, 80):
+        c = int(55 - (r - 20) * 0.4)
+        a[r, c - 4: c + 4] = 0
+    return png(a)
+
+
+# ---------------------------------------------------------------- home
+
+
+def test_home_shows_formulas_with_the_models_numbers_and_a_model_card():
+    at = run_app()
+    assert_clean(at)
+    ck = vae.load_checkpoint(SHIPPED)
+    m = ck.metrics
+    latex = "\n".join(x.value for x in at.latex)
+    assert r"z = \mu + \sigma \odot \epsilon" in latex
+    assert f"{m['recon'] + m['kl']:.1f} \\;=\\; {m['recon']:.1f} \\;+\\; {m['kl']:.1f}" in latex
+    # the reparameterization, in numbers, for held-out image #0
+    assert r"\epsilon = (" in latex and r"\Rightarrow\; z = (" in latex
+    card = at.table[0].value
+    assert "latent dimensions" in card.iloc[:, 0].tolist() and "2" in card.iloc[:, 1].tolist()
+    assert [b.label for b in at.button] == ["Draw another ε"]
+    before = latex
+    at.button[0].click().run()
+    assert "\n".join(x.value for x in at.latex) != before  # a new eps, a new z
+
+
+# ---------------------------------------------------------------- explore
+
+
+def decoded_src(at: AppTest) -> str:
+    return img_srcs(html_with(at, "decoded-image"))[0]
+
+
+def test_explore_decodes_z_and_its_buttons_set_it():
+    at = run_page("explore")
+    assert_clean(at)
+    assert at.session_state["explore_z"] == [0.0, 0.0]
+    zero = decoded_src(at)
+    traversal = html_with(at, "traversal")
+    assert len(img_srcs(traversal)) == 2  # one row per dimension
+    assert html_with(at, "manifold")
+
+    at.session_state["explore_z"] = [1.5, -1.0]  # what a slider (or the live control) writes
+    at.run()
+    assert_clean(at)
+    moved = decoded_src(at)
+    assert moved != zero and img_srcs(html_with(at, "traversal")) != img_srcs(traversal)
+
+    at.button[1].click().run()  # Reset to zero
+    assert at.session_state["explore_z"] == [0.0, 0.0] and decoded_src(at) == zero
+
+    at.button[0].click().run()  # Sample from the prior: a local generator, draw #1
+    z1, _ = vae.sample(vae.load_checkpoint(SHIPPED).model, 1, seed=1)
+    assert np.allclose(at.session_state["explore_z"], z1[0].numpy(), atol=1e-6)
+
+    at.number_input(key="explore_index").set_value(3)
+    at.button[2].click().run()  # Start from held-out image #3: its posterior mean
+    mu, _ = vae.encode(vae.load_checkpoint(SHIPPED).model, state.prefetch_dataset("mnist5k").result().x_test[3:4])
+    assert np.allclose(at.session_state["explore_z"], mu[0].numpy(), atol=1e-5)
+    assert "held-out image #3" in at.session_state["explore_source"]
+    assert_clean(at)
+
+
+def test_explore_rejects_an_index_past_the_held_out_set():
+    at = run_page("explore")
+    at.number_input(key="explore_index").set_value(10_000)
+    at.button[2].click().run()
+    assert "there is no held-out image #10000" in at.error[0].value
+    assert at.session_state["explore_z"] == [0.0, 0.0]
+
+
+def test_explore_with_16_dimensions_offers_a_chooser():
+    at = run_app()
+    at.sidebar.selectbox(key="model_select").set_value(f"path:{state.CHECKPOINT_DIR / 'mnist5k-mlp-z16.safetensors'}").run()
+    at.switch_page("pages/explore.py").run()
+    assert_clean(at)
+    chooser = at.multiselect[0]
+    assert len(chooser.value) == 8 and len(at.session_state["explore_z"]) == 16
+    assert all("KL" in option for option in chooser.options)
+    assert len(img_srcs(html_with(at, "traversal"))) == 8
+    assert not [b for b in html(at) if 'data-testid="manifold"' in b]  # the manifold grid is for 2-D latents
+
+
+# ---------------------------------------------------------------- map
+
+
+def test_map_pick_a_point_shows_it_its_reconstruction_and_neighbours():
+    at = run_page("map")
+    assert_clean(at)
+    assert [r.label for r in at.radio] == ["Points", "Colour by"]
+    at.number_input(key="map_index").set_value(12)
+    at.button(key="map_show_point").click().run()
+    assert_clean(at)
+    assert at.session_state["map_pick"] == {"kind": "point", "index": 12}
+    assert any(m.value.startswith("**Point #12**") for m in at.markdown)
+    assert len(img_srcs(html_with(at, "map-neighbours"))) == 8
+    # the neighbours are the 8 nearest latent means
+    mu, _ = vae.encode(vae.load_checkpoint(SHIPPED).model, state.prefetch_dataset("mnist5k").result().x_test)
+    expected = [f"#{j}" for j in vae.nearest(mu, mu[12], k=8)]
+    assert re.findall(r"#\d+", html_with(at, "map-neighbours").split("</figure>")[0])[0] == expected[0]
+
+
+def test_map_decode_a_position():
+    at = run_page("map")
+    at.number_input(key="map_x").set_value(1.0)
+    at.number_input(key="map_y").set_value(-0.5)
+    at.button(key="map_decode").click().run()
+    assert_clean(at)
+    assert any("Position (1.00, -0.50)" in m.value for m in at.markdown)
+    model = vae.load_checkpoint(SHIPPED).model
+    expected = vae.decode(model, torch.tensor([1.0, -0.5]))[0]
+    from ui.widgets import png_bytes
+    import base64
+    assert img_srcs(html_with(at, "map-decoded"))[0].endswith(base64.b64encode(png_bytes(expected)).decode())
+
+
+@pytest.mark.parametrize("colour", ["recon", "sigma"])
+def test_map_colours_and_the_whole_data_set(colour):
+    at = run_page("map", map_colour=colour, map_split="all")
+    assert_clean(at)
+    assert any("5,000 points" in c.value for c in at.caption)
+
+
+def test_map_send_a_point_to_explore():
+    at = run_app("map")
+    at.number_input(key="map_index").set_value(7)
+    at.button(key="map_show_point").click().run()
+    at.button(key="map_send_point").click().run()
+    assert_clean(at)
+    mu, _ = vae.encode(vae.load_checkpoint(SHIPPED).model, state.prefetch_dataset("mnist5k").result().x_test[7:8])
+    assert np.allclose(at.session_state["explore_z"], mu[0].numpy(), atol=1e-5)
+    assert "map point #7" in at.session_state["explore_source"]
+
+
+# ---------------------------------------------------------------- reconstruct
+
+
+def test_reconstruct_an_uploaded_image():
+    at = run_page("reconstruct")
+    assert_clean(at)
+    assert at.info[0].value.startswith("Upload an image or draw one")
+    at.get("file_uploader")[0].upload("seven.png", seven(), "image/png").run()
+    assert_clean(at)
+    assert [m.label for m in at.metric] == ["reconstruction", "KL", "−ELBO"]
+    recon, kl, neg = (float(m.value) for m in at.metric)
+    assert neg == pytest.approx(recon + kl, abs=0.11)
+    steps = html_with(at, "rec-steps")
+    for caption in ("uploaded", "grey", "inverted (light background)", "cropped to content", "centred by mass"):
+        assert caption in steps
+    assert img_srcs(html_with(at, "rec-output")) and len(img_srcs(html_with(at, "rec-samples"))) == 8
+    before = html_with(at, "rec-samples")
+    at.button(key="rec_redraw").click().run()
+    assert html_with(at, "rec-samples") != before  # new eps, new samples
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("notes.png", b"just text", "not an image in an accepted format"),
+    ("blank.png", png(np.full((40, 40), 255, np.uint8)), "blank"),
+    ("huge.png", png(np.zeros((4100, 4100), np.uint8)), "megapixels"),
+])
+def test_reconstruct_bad_images_give_a_message(name, data, message):
+    at = run_page("reconstruct")
+    at.get("file_uploader")[0].upload(name, data, "image/png").run()
+    assert [e.value for e in at.exception] == []
+    assert len(at.error) == 1 and message in at.error[0].value and at.error[0].value.startswith(name)
+
+
+def test_reconstruct_draw_mode_runs():
+    at = run_page("reconstruct")
+    at.segmented_control(key="rec_source").set_value("Draw").run()
+    assert [e.value for e in at.exception] == []
+
+
+# ---------------------------------------------------------------- train
+
+
+def start_training(at: AppTest, **widgets) -> TrainingJob:
+    for key, value in {"tr_dataset": "digits", "tr_epochs": 1, "tr_hidden": 64, **widgets}.items():
+        w = at.selectbox(key=key) if key in ("tr_dataset", "tr_arch", "tr_likelihood") else at.number_input(key=key)
+        w.set_value(value)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert [e.value for e in at.exception] == []
+    return at.session_state["train_job"]
+
+
+def test_train_one_epoch_then_save(checkpoint_dir):
+    at = run_app("train")
+    assert_clean(at)
+    other = run_app("train")  # another browser session, for isolation
+    job = start_training(at)
+    assert job.join(120)
+    at.run()
+    assert_clean(at)
+    assert job.progress().status == "finished"
+    assert at.session_state["model_key"].startswith("session:")  # the trained model is this session's current one
+    assert "finished: 1 of 1 epochs" in at.get("progress")[0].proto.text
+    assert other.run().session_state["model_key"] == f"path:{checkpoint_dir / SHIPPED.name}"
+
+    at.text_input(key=f"tr_name:{job.id}").set_value("my first vae").run()
+    at.button(key=f"tr_save:{job.id}").click().run()
+    assert_clean(at)
+    saved = checkpoint_dir / "my first vae.safetensors"
+    ck = vae.load_checkpoint(saved)
+    assert ck.dataset == "digits" and len(ck.history) == 1 and ck.metrics["status"] == "finished"
+    for k, v in job.model.state_dict().items():
+        assert torch.equal(ck.model.state_dict()[k], v)
+    assert at.session_state["model_key"] == f"path:{saved}"
+    assert "Saved as `my first vae.safetensors`" in at.success[0].value
+
+
+def test_train_save_guards_names_and_the_shipped_files(checkpoint_dir):
+    at = run_app("train")
+    job = start_training(at)
+    assert job.join(120)
+    at.run()
+    name = at.text_input(key=f"tr_name:{job.id}")
+    name.set_value("../outside").run()
+    assert "path separators" in at.error[0].value
+    assert not [b for b in at.button if b.key == f"tr_save:{job.id}"]
+    before = (checkpoint_dir / SHIPPED.name).read_bytes()
+    at.text_input(key=f"tr_name:{job.id}").set_value(SHIPPED.stem).run()
+    assert any("shipped with the app" in w.value for w in at.warning)
+    assert at.button(key=f"tr_save:{job.id}").disabled  # until the replacement is confirmed
+    at.checkbox(key=f"tr_replace:{job.id}:{SHIPPED.name}").check().run()
+    at.button(key=f"tr_save:{job.id}").click().run()
+    assert_clean(at)
+    assert (checkpoint_dir / SHIPPED.name).read_bytes() != before
+    assert vae.load_checkpoint(checkpoint_dir / SHIPPED.name).dataset == "digits"
+
+
+def test_train_stop_keeps_the_weights_so_far(checkpoint_dir):
+    at = run_app("train")
+    job = start_training(at, tr_epochs=2000)
+    while job.progress().epoch < 1:
+        assert job.running
+        job.join(0.05)
+    at.run()  # the live panel, inline in AppTest, has the Stop button
+    at.button(key="tr_stop").click().run()
+    assert job.join(60)
+    at.run()
+    assert_clean(at)
+    assert job.progress().status == "stopped" and "weights so far are kept" in at.warning[0].value
+    assert at.session_state["model_key"].startswith("session:")
+    assert at.button(key=f"tr_save:{job.id}")
+
+
+def test_train_reports_unloadable_data_and_nan():
+    at = run_page("train")
+    at.selectbox(key="tr_dataset").set_value("folder…")
+    at.text_input(key="tr_folder").set_value("/nonexistent/images")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert [e.value for e in at.exception] == []
+    assert "cannot train a model" in at.error[0].value and "neither a folder nor a .zip" in at.error[0].value
+    assert "train_job" not in at.session_state
+
+    # A run whose loss turned NaN: its message is shown, and the page keeps working.
+    digits = state.prefetch_dataset("digits").result()
+    job = TrainingJob(vae.ModelConfig(input_shape=(1, 8, 8), latent_dim=2, hidden=16),
+                      vae.TrainConfig(dataset="digits", epochs=1, threads=1, device="cpu"), digits)
+    job.result = vae.FitResult([], 0.1, 0, "nan", "the loss became nan at epoch 1, step 1; training stopped")
+    job._progress.status, job._progress.message = "nan", job.result.message
+    job._done.set()
+    at = run_page("train", train_job=job)
+    assert [e.value for e in at.exception] == []
+    assert "the loss became nan" in at.error[0].value
+
+
+# ---------------------------------------------------------------- the shared sidebar
+
+
+def sidebar_only() -> None:
+    """The shared sidebar on its own (AppTest drops the sidebar after the first run of a st.navigation app)."""
+    from ui import state
+
+    state.model_sidebar()
+
+
+def test_sidebar_opens_an_uploaded_checkpoint_and_refuses_a_bad_one(checkpoint_dir):
+    at = AppTest.from_function(sidebar_only, default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert at.selectbox(key="model_select").options == ["mnist5k-mlp-z2"]
+    assert [b.label for b in at.get("download_button")] == ["Download checkpoint"]
+    at.get("file_uploader")[0].upload("pickle.safetensors", pickle.dumps({"w": list(range(100))}), "application/octet-stream").run()
+    assert [e.value for e in at.exception] == []
+    assert "pickle.safetensors" in at.error[0].value and "never loaded" in at.error[0].value
+    assert at.session_state["model_key"] == f"path:{checkpoint_dir / SHIPPED.name}"
+
+    at = AppTest.from_function(sidebar_only, default_timeout=TIMEOUT).run()
+    at.get("file_uploader")[0].upload("friend.safetensors", SHIPPED.read_bytes(), "application/octet-stream").run()
+    assert_clean(at)
+    assert at.session_state["model_key"].startswith("upload:")
+    assert at.selectbox(key="model_select").options == ["friend · uploaded", "mnist5k-mlp-z2"]
+    assert at.selectbox(key="model_select").value == at.session_state["model_key"]
