@@ -58,14 +58,17 @@ top.markdown("The article lists **denoising and completion** (§7) among the use
              "data's manifold is encoded, and the decoder answers with the nearest thing it knows how to draw.")
 with top:
     if r.completion is None:
-        ui.claim(f"Here one pass through the VAE takes the error from MSE {f['mse_corrupted']:.4f} "
-                 f"({db(f['psnr_corrupted'])}) for the noisy input to {f['mse_reconstruction']:.4f} "
-                 f"({db(f['psnr_reconstruction'])}) for the reconstruction.")
+        helped = f["mse_reconstruction"] < f["mse_corrupted"]
+        ui.claim(f"Here one pass through the VAE {'lowers' if helped else 'does not lower'} the error: MSE "
+                 f"{f['mse_corrupted']:.4f} ({db(f['psnr_corrupted'])}) for the noisy input, {f['mse_reconstruction']:.4f} "
+                 f"({db(f['psnr_reconstruction'])}) for the reconstruction."
+                 + ("" if helped else " At this noise level the model's own reconstruction error outweighs the noise."))
     else:
+        helped = f["mse_hidden_completed"] < f["mse_hidden_corrupted"]
         ui.claim(f"Here {f['hidden_fraction']:.0%} of the pixels are hidden. After {iterations} completion "
-                 f"iteration{'s' if iterations > 1 else ''} their error falls from MSE {f['mse_hidden_corrupted']:.4f} "
-                 f"to {f['mse_hidden_completed']:.4f}; the whole image goes from {db(f['psnr_corrupted'])} to "
-                 f"{db(f['psnr_completed'])} PSNR.")
+                 f"iteration{'s' if iterations > 1 else ''} their error {'falls' if helped else 'goes'} from MSE "
+                 f"{f['mse_hidden_corrupted']:.4f} to {f['mse_hidden_completed']:.4f}; the whole image goes from "
+                 f"{db(f['psnr_corrupted'])} to {db(f['psnr_completed'])} PSNR.")
 
 cols = st.columns(4 if r.completion is not None else 3)
 with cols[0]:

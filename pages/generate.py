@@ -31,10 +31,12 @@ top.markdown("The article says a VAE **generates new data** (§6, §7) and warns
              "(§6, disadvantages).")
 with top:
     d_med = float(np.median(gen.nearest_distance))
+    novel = d_med >= 0.5 * gen.reference_distance  # a copy would sit near 0
     ui.claim(f"These {n} samples have {gen.grey_samples:.0%} of their pixels grey (between {apps.GREY_LO} and "
-             f"{apps.GREY_HI}), against {gen.grey_data:.0%} in the training images: that is the blur. They are not copies: "
-             f"a sample's nearest training image lies at a median pixel distance of {d_med:.2f}, while real held-out "
-             f"images lie at {gen.reference_distance:.2f} from theirs.")
+             f"{apps.GREY_HI}), against {gen.grey_data:.0%} in the training images: that is the blur. "
+             + ("They are not copies" if novel else "Many sit close to a training image")
+             + f": a sample's nearest training image lies at a median pixel distance of {d_med:.2f}, while real "
+             f"held-out images lie at {gen.reference_distance:.2f} from theirs (a copy would be near 0).")
 
 nrow = math.ceil(math.sqrt(n))
 left, right = st.columns(2, gap="large")

@@ -49,7 +49,7 @@ with top:
              + (f" (an even spread would be {1 / (steps - 1):.0%})." if steps > 2 else "."))
 
 st.subheader("Decoded path")
-scale = max(1, min(6, 1250 // (steps * (data.shape[2] + 1))))
+scale = max(1, min(ui.scale_for(data.shape, 168), 1250 // (steps * (data.shape[2] + 1))))  # fits the page width
 strip = apps.upscale(vae.data.grid(ip.images, steps), scale)
 st.image(strip, caption=f"{a_label} → {b_label}, {steps} steps, {method}")
 png, gif = st.columns([1, 1])

@@ -105,7 +105,7 @@ def test_denoise_gaussian_noise_shows_three_images():
     at = open_page("denoise")
     assert_clean(at)
     assert "denoising and completion" in at.markdown[0].value
-    assert "one pass through the VAE" in at.info[0].value
+    assert "one pass through the VAE" in at.info[0].value and "for the reconstruction" in at.info[0].value
     captions = [im.captions[0] for im in at.image]
     assert len(captions) == 3 and captions[0].startswith("corrupted · MSE") and captions[2] == "original #0"
 

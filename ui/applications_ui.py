@@ -63,6 +63,12 @@ def dataset_or_stop(active: state.ActiveModel) -> vae.Dataset:
     return data
 
 
+def set_endpoints(a: int | np.ndarray | list[float], b: int | np.ndarray | list[float]) -> None:
+    """For other pages (the latent map): hand two endpoints to /interpolate, each a held-out row or a latent vector."""
+    st.session_state[INTERP_ENDPOINTS] = [e if isinstance(e, int) else [float(v) for v in np.asarray(e).ravel()]
+                                          for e in (a, b)]
+
+
 def map_endpoints(latent_dim: int, n_heldout: int) -> tuple[list[Any] | None, str | None]:
     """Endpoints left by the latent-map page: (two endpoints, None), (None, a reason they are unusable), or (None, None)."""
     raw = st.session_state.get(INTERP_ENDPOINTS)

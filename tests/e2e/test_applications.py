@@ -126,20 +126,32 @@ def test_evaluate_iwae_probes_and_comparison(page, app_url):
     wait_for_app(page)
     assert page_errors(page) == []
     screenshot(page, "app-evaluate")
+
+
+def pick_model(page, name: str) -> None:
+    """Choose the current model in the shared sidebar, as a user would."""
+    page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name=re.compile(f"^{re.escape(name)}$")).click()
+    wait_for_app(page, timeout=90_000)
+
+
+def test_evaluate_compares_beta_1_with_beta_4(page, app_url):
+    open_page(page, app_url, "evaluate")
+    pick_model(page, "mnist5k-mlp-z16")
     page.get_by_role("tab", name="Compare two models").click()
-    page.get_by_text("The reconstruction/KL balance, measured").wait_for()
+    claim = page.get_by_text("The reconstruction/KL balance, measured")
+    claim.wait_for()
+    assert "β = 1.0" in claim.inner_text() and "β = 4.0" in claim.inner_text()  # B defaults to the β = 4 sibling
+    page.locator("[data-testid='stPlotlyChart']").nth(2).wait_for()  # both latent maps (after the KL chart)
+    assert rendered_images(page, 1) >= 1  # inputs and both reconstructions
     page.wait_for_timeout(500)
     assert page_errors(page) == []
-    assert rendered_images(page, 1) >= 1  # inputs and both reconstructions
     screenshot(page, "app-evaluate-compare")
 
 
 def test_evaluate_shows_mig_for_a_shapes_model(page, app_url):
     open_page(page, app_url, "evaluate")
-    sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.locator("[data-testid='stSelectbox']").first.click()
-    page.get_by_role("option", name=re.compile("^shapes-mlp-z6")).click()
-    wait_for_app(page, timeout=90_000)
+    pick_model(page, "shapes-mlp-z6")
     page.get_by_text("Disentanglement (MIG)").wait_for()
     page.locator("[data-testid='stMetric']", has_text="MIG").wait_for()
     assert page_errors(page) == []
