@@ -21,7 +21,7 @@ data = ui.dataset_or_stop(active)
 L = active.config.latent_dim
 
 try:
-    s = apps.summarize(active.model, data)
+    s = ui.memo(("summary", active.key), lambda: apps.summarize(active.model, data))
 except ValueError as exc:
     st.error(f"Cannot evaluate this model: {exc}")
     st.stop()
@@ -114,7 +114,9 @@ with this:
                                    colorbar=dict(title="nats")))
         fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, key="eval_mig")
-        st.dataframe(pd.DataFrame({"factor": data.factor_names, "MIG": s.mig["per_factor"]}), hide_index=True)
+        best = mi.argmax(axis=0)  # (F,) the most informative latent of each factor
+        st.dataframe(pd.DataFrame({"factor": data.factor_names, "most informative latent": [f"z{b + 1}" for b in best],
+                                   "MIG": s.mig["per_factor"]}), hide_index=True)
 
 with other:
     files = [p for p in state.checkpoint_files() if p != active.ck.path]

@@ -155,16 +155,29 @@ def cached(key: tuple) -> Any | None:
     return _results().get(key)
 
 
-def run_with_progress(key: tuple, text: str, compute: Callable[[Callable[[float], None]], Any]) -> Any:
-    """compute(progress) under a progress bar; the result is kept under `key` for every session."""
-    bar = st.progress(0.0, text=text)
-    value = compute(lambda f: bar.progress(min(1.0, max(0.0, float(f))), text=text))
-    bar.empty()
+def memo(key: tuple, compute: Callable[[], Any]) -> Any:
+    """compute() once per key for every session (for quick results that reruns would otherwise repeat)."""
+    value = cached(key)
+    if value is None:
+        value = compute()
+        _store(key, value)
+    return value
+
+
+def _store(key: tuple, value: Any) -> None:
     store = _results()
     if len(store) > 256:  # bounded: drop the oldest half
         for k in list(store)[:128]:
             store.pop(k, None)
     store[key] = value
+
+
+def run_with_progress(key: tuple, text: str, compute: Callable[[Callable[[float], None]], Any]) -> Any:
+    """compute(progress) under a progress bar; the result is kept under `key` for every session."""
+    bar = st.progress(0.0, text=text)
+    value = compute(lambda f: bar.progress(min(1.0, max(0.0, float(f))), text=text))
+    bar.empty()
+    _store(key, value)
     return value
 
 
