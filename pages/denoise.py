@@ -62,7 +62,8 @@ with top:
         ui.claim(f"Here one pass through the VAE {'lowers' if helped else 'does not lower'} the error: MSE "
                  f"{f['mse_corrupted']:.4f} ({db(f['psnr_corrupted'])}) for the noisy input, {f['mse_reconstruction']:.4f} "
                  f"({db(f['psnr_reconstruction'])}) for the reconstruction."
-                 + ("" if helped else " At this noise level the model's own reconstruction error outweighs the noise."))
+                 + ("" if helped else f" Even the clean original comes back with MSE {f['mse_clean']:.4f}: at this "
+                                      "noise level the model's own reconstruction error outweighs the noise."))
     else:
         helped = f["mse_hidden_completed"] < f["mse_hidden_corrupted"]
         ui.claim(f"Here {f['hidden_fraction']:.0%} of the pixels are hidden. After {iterations} completion "

@@ -177,6 +177,7 @@ def test_restore_reports_consistent_figures(kind, trained_digits, digits):
     assert torch.equal(r.original, x)
     f = r.figures
     assert f["mse_corrupted"] == pytest.approx(apps.mse(r.corrupted, x))
+    assert f["mse_clean"] == pytest.approx(apps.mse(vae.reconstruct(trained_digits, x).x_hat, x))
     assert f["psnr_reconstruction"] == pytest.approx(10 * math.log10(1 / f["mse_reconstruction"]))
     if kind in apps.MASKS:
         assert r.completion is not None and len(r.completion.error) == 5

@@ -177,7 +177,8 @@ def restore(model: VAE, x: torch.Tensor, kind: str, strength: float, seed: int =
     c = corrupt(x, kind, strength, seed, side)
     x_hat = reconstruct(model, c.x).x_hat
     figures = {"mse_corrupted": mse(c.x, x), "psnr_corrupted": psnr(c.x, x),
-               "mse_reconstruction": mse(x_hat, x), "psnr_reconstruction": psnr(x_hat, x)}
+               "mse_reconstruction": mse(x_hat, x), "psnr_reconstruction": psnr(x_hat, x),
+               "mse_clean": mse(reconstruct(model, x).x_hat, x)}  # the model's floor: the clean input reconstructed
     completion = None
     if c.known is not None:
         completion = complete(model, c.x, c.known, iterations, x_true=x)
