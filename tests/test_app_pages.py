@@ -58,6 +58,10 @@ def run_app(page: str | None = None) -> AppTest:
     return at
 
 
+def model_picker(at: AppTest):
+    return next(s for s in at.selectbox if s.label == "Current model")
+
+
 def assert_clean(at: AppTest) -> None:
     assert [e.value for e in at.exception] == []
     assert [e.value for e in at.error] == []
@@ -160,7 +164,7 @@ def test_explore_rejects_an_index_past_the_held_out_set():
 
 def test_explore_with_16_dimensions_offers_a_chooser():
     at = run_app()
-    at.sidebar.selectbox(key="model_select").set_value(f"path:{state.CHECKPOINT_DIR / 'mnist5k-mlp-z16.safetensors'}").run()
+    model_picker(at).set_value(f"path:{state.CHECKPOINT_DIR / 'mnist5k-mlp-z16.safetensors'}").run()
     at.switch_page("pages/explore.py").run()
     assert_clean(at)
     chooser = at.multiselect[0]
@@ -367,7 +371,7 @@ def sidebar_only() -> None:
 def test_sidebar_opens_an_uploaded_checkpoint_and_refuses_a_bad_one(checkpoint_dir):
     at = AppTest.from_function(sidebar_only, default_timeout=TIMEOUT).run()
     assert_clean(at)
-    assert at.selectbox(key="model_select").options == ["mnist5k-mlp-z2"]
+    assert model_picker(at).options == ["mnist5k-mlp-z2"]
     assert [b.label for b in at.get("download_button")] == ["Download checkpoint"]
     at.get("file_uploader")[0].upload("pickle.safetensors", pickle.dumps({"w": list(range(100))}), "application/octet-stream").run()
     assert [e.value for e in at.exception] == []
@@ -378,5 +382,5 @@ def test_sidebar_opens_an_uploaded_checkpoint_and_refuses_a_bad_one(checkpoint_d
     at.get("file_uploader")[0].upload("friend.safetensors", SHIPPED.read_bytes(), "application/octet-stream").run()
     assert_clean(at)
     assert at.session_state["model_key"].startswith("upload:")
-    assert at.selectbox(key="model_select").options == ["friend · uploaded", "mnist5k-mlp-z2"]
-    assert at.selectbox(key="model_select").value == at.session_state["model_key"]
+    assert model_picker(at).options == ["friend · uploaded", "mnist5k-mlp-z2"]
+    assert model_picker(at).value == at.session_state["model_key"]

@@ -202,27 +202,41 @@ def model_sidebar() -> None:
     adopt_finished_training()
     with st.sidebar:
         st.subheader("Model")
+        picker = st.container()  # drawn after the uploader has had its say, shown above it
         _upload_ui()
         choices = _choices()
         if not choices:
-            st.caption("No checkpoints yet.")
+            picker.caption("No checkpoints yet: train one, or open a checkpoint file.")
             return
-        active = current()  # settles model_key on a valid choice
-        # The widget has its own key so pages may switch the model later in a run (after training, say).
-        st.session_state["model_select"] = st.session_state["model_key"]
-        st.selectbox("Current model", list(choices), format_func=lambda k: choices[k][0], key="model_select",
-                     on_change=lambda: st.session_state.update(model_key=st.session_state["model_select"]))
+        current()  # settles model_key on a valid choice
+        ss = st.session_state
+        # model_key is the truth; code may switch it (training, upload, save). When it has, the picker is drawn as a
+        # new widget: a stale value of the old one, sent by the browser before it saw the switch (a polling
+        # fragment's request, say), cannot switch the model back.
+        if ss.get("model_shown") != ss["model_key"]:
+            ss["model_select_version"] = ss.get("model_select_version", 0) + 1
+            ss["model_shown"] = ss["model_key"]
+        wkey = f"model_select_{ss['model_select_version']}"
+        options = list(choices)
+
+        def picked() -> None:
+            ss["model_key"] = ss["model_shown"] = ss[wkey]
+
+        picker.selectbox("Current model", options, index=options.index(ss["model_key"]), key=wkey,
+                         format_func=lambda k: choices[k][0], on_change=picked,
+                         help="Shipped and saved checkpoints (checkpoints/), models trained or opened in this tab. "
+                              "Your choice belongs to this browser tab only.")
         active = current()
         if active is None:
             return
         prefetch_dataset(active.ck.dataset)  # the pages that need it will find it loaded
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
-        st.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
-                   + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
-        st.download_button("Download checkpoint", data=checkpoint_bytes(active.key, active.ck),
-                           file_name=f"{active.label}.safetensors", mime="application/octet-stream",
-                           icon=":material/download:", on_click="ignore")
+        picker.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
+                       + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
+        picker.download_button("Download checkpoint", data=checkpoint_bytes(active.key, active.ck),
+                               file_name=f"{active.label}.safetensors", mime="application/octet-stream",
+                               icon=":material/download:", on_click="ignore")
 
 
 @st.cache_resource(max_entries=16, show_spinner="Encoding the held-out set…")

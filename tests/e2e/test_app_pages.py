@@ -51,6 +51,12 @@ def img_src(page, test_id: str) -> str:
     return loc.get_attribute("src")
 
 
+def current_model(page) -> str:
+    """What the sidebar's model picker shows (its text, or its search input's value)."""
+    return page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").evaluate(
+        "el => el.textContent + ' ' + [...el.querySelectorAll('input')].map(i => i.value).join(' ')")
+
+
 def digit_png() -> bytes:
     """A hand-made '7': dark strokes on white paper, the way a photo of a digit looks."""
     a = np.full((120, 100), 255, np.uint8)
@@ -180,18 +186,35 @@ def test_map_click_on_empty_space_decodes_there(tall_page, app_url):
     assert page_errors(page) == []
 
 
-def test_train_one_epoch_live(tall_page, app_url):
+def test_train_live_survives_navigation_and_leaves_other_sessions_alone(tall_page, browser, app_url):
     page = tall_page
     open_page(page, app_url, "train")
-    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("2")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("4")
     page.get_by_role("spinbutton", name="Hidden width", exact=True).fill("128")
     page.get_by_role("button", name="Start training").click()
     page.locator("[data-testid='stProgress']").wait_for(timeout=60_000)
     page.locator("img[data-testid='train-preview']").wait_for(timeout=60_000)
+    # Click around while it trains: another page, then back. The run goes on.
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Explore").click()
+    page.wait_for_url("**/explore", timeout=30_000)
+    page.locator("img[data-testid='decoded-image']").wait_for(timeout=30_000)
+    # Another browser session meanwhile: responsive, and still on the shipped model.
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    other_page = other.new_page()
+    open_page(other_page, app_url, "explore")
+    assert "mnist5k-mlp-z2" in current_model(other_page)
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Train").click()
+    page.wait_for_url("**/train", timeout=30_000)
     page.get_by_role("button", name="Save").wait_for(timeout=120_000)  # the run has ended: the save form shows
     settle(page)
     text = page.locator("[data-testid='stApp']").inner_text()
-    assert "finished: 2 of 2 epochs" in text
+    assert "finished: 4 of 4 epochs" in text
     assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # curves, KL bars, latent map
+    # the trained model is this session's current model; the other session's is unchanged
+    assert "this session" in current_model(page)
+    other_page.reload()
+    wait_for_app(other_page)
+    assert "mnist5k-mlp-z2" in current_model(other_page)
+    other.close()
     screenshot(page, "train-finished")
     assert page_errors(page) == []
