@@ -2,7 +2,7 @@
 
     python bench/drag_latency.py [--models mnist5k-mlp-z2,mnist5k-mlp-z16] [--repeats 3]
 
-Starts `streamlit run pages/_latent_control_demo.py` on a free port, then for each model drives real drags
+Starts `streamlit run tests/e2e/latent_control_demo.py` on a free port, then for each model drives real drags
 (pointer down, 60 moves over 1 s, up) across the 2-D pad and along the first slider. The component's JS records
 performance.now() at every pointer move / slider input and at every canvas paint (window.__latentControl.stats);
 a move's latency is the time to the first paint that includes it. Chromium delivers pointer moves aligned to
@@ -19,11 +19,8 @@ import hashlib
 import json
 import math
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -33,29 +30,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 KEY = "demo_control"
 INSTANCE = f"window.__latentControl.instances.{KEY}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "pages/_latent_control_demo.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("streamlit did not start")
 
 
 def drag(page, points: list[tuple[float, float]], duration_s: float = 1.0) -> None:
@@ -119,7 +93,7 @@ def rerun_cost(model_name: str) -> tuple[float, float, int]:
         n = 20
         t = time.perf_counter()
         for _ in range(n):
-            s = json.dumps(data)  # the proto's JSON
+            json.dumps(data)  # the proto's JSON
             hashlib.md5(json.dumps(data, sort_keys=True).encode()).hexdigest()  # the element's identity
         return (time.perf_counter() - t) / n * 1e3
 
@@ -129,15 +103,16 @@ def rerun_cost(model_name: str) -> tuple[float, float, int]:
 def run(models: list[str], repeats: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    proc = start_server(port)
-    try:
+    sys.path.insert(0, str(ROOT))
+    from tests.e2e.server import serve
+
+    with serve("tests/e2e/latent_control_demo.py") as base_url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             for name in models:
                 page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
                 t = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/?model={name}")
+                page.goto(f"{base_url}/?model={name}")
                 page.wait_for_function(f"() => window.__latentControl && {INSTANCE} && {INSTANCE}.paintedZ", timeout=60_000)
                 first_ms = (time.perf_counter() - t) * 1e3
                 page.wait_for_timeout(1500)  # the payload acknowledgement's rerun settles
@@ -185,9 +160,6 @@ def run(models: list[str], repeats: int) -> None:
                       f"decoder export {export_ms:.1f} ms once per model and server")
                 page.context.close()
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 if __name__ == "__main__":

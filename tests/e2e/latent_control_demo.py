@@ -1,6 +1,6 @@
 """Test-only page for the live latent control, outside the app's navigation.
 
-    streamlit run pages/_latent_control_demo.py            # ?model=mnist5k-mlp-z16 picks a shipped checkpoint
+    streamlit run tests/e2e/latent_control_demo.py            # ?model=mnist5k-mlp-z16 picks a shipped checkpoint
 
 tests/e2e/test_latent_control.py and bench/drag_latency.py start it on a free port.
 """

@@ -1,4 +1,4 @@
-"""The live latent control in headless Chromium against a real `streamlit run pages/_latent_control_demo.py`.
+"""The live latent control in headless Chromium against a real `streamlit run tests/e2e/latent_control_demo.py`.
 
 The browser's decode (canvas pixels) is compared with PyTorch's decode of the same z; the released z must reach
 Python; the weights payload must arrive once per model and tab, also for a freshly trained model; the conv
@@ -6,13 +6,8 @@ fallback must paint the server's images.
 """
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +16,7 @@ import torch
 
 import vae
 from tests.e2e.conftest import ROOT, page_errors, screenshot, wait_for_app
+from tests.e2e.server import serve
 from vae.checkpoint import from_bytes
 
 KEY = "demo_control"
@@ -31,34 +27,9 @@ TIMEOUT = 90_000  # ms; the machine is shared, a cold torch import alone can tak
 @pytest.fixture(scope="module")
 def demo_url():
     """The test-only page, served on its own free port, stopped after the module."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     (ROOT / "artifacts").mkdir(exist_ok=True)
-    log = open(ROOT / "artifacts" / "e2e-latent-control.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "pages/_latent_control_demo.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("the demo page's server did not start; see artifacts/e2e-latent-control.log")
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve("tests/e2e/latent_control_demo.py", log=ROOT / "artifacts" / "e2e-latent-control.log") as url:
+        yield url
 
 
 def open_control(page, url: str) -> None:
