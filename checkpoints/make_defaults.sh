@@ -8,8 +8,8 @@ for z in 2 16; do
     --out "checkpoints/mnist5k-mlp-z$z.safetensors" --json
 done
 # beta = 4 beside beta = 1 for the Evaluate page's comparison (the article's recon-vs-KL balance)
-python -m vae train --dataset mnist5k --arch mlp --latent-dim 16 --beta 4 --epochs 60 --lr 2e-3 --threads 1 --iwae-k 100 \
+python -m vae train --dataset mnist5k --arch mlp --latent-dim 16 --beta 4 --epochs 60 --threads 1 --iwae-k 1000 \
   --out checkpoints/mnist5k-mlp-z16-beta4.safetensors --json
-# sprites with known factors, for MIG
-python -m vae train --dataset shapes --arch mlp --latent-dim 6 --beta 4 --epochs 60 --lr 2e-3 --threads 1 \
+# sprites with known factors, for MIG (beta = 8 measured the clearest: MIG 0.14, against 0.08-0.10 at 4 and 0.05 at 1)
+python -m vae train --dataset shapes --arch mlp --latent-dim 6 --beta 8 --epochs 30 --threads 1 \
   --out checkpoints/shapes-mlp-z6.safetensors --json
