@@ -12,7 +12,7 @@ import torch
 import vae
 from ui import state
 from ui.latent_control import latent_control
-from ui.widgets import image_row, show_image
+from ui.widgets import image_row, png_bytes, show_image
 from vae.data import grid
 
 Z_LIMIT = 4.0  # slider range: the prior puts 99.99% of its mass within ±4
@@ -127,9 +127,11 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def manifold_image(key: str, _model: vae.VAE) -> np.ndarray:
+def manifold_png(key: str, _model: vae.VAE) -> bytes:
+    """The 15x15 manifold grid as PNG bytes, once per model. st.image serves it by URL, so the browser caches it and
+    a rerun sends a few bytes instead of the whole image again."""
     images, _ = vae.manifold_grid(_model, n=15)
-    return grid(images.flatten(0, 1), nrow=15)
+    return png_bytes(grid(images.flatten(0, 1), nrow=15))
 
 
 active = state.require_model()
@@ -146,4 +148,4 @@ if active.config.latent_dim == 2:
     st.subheader("The 2-D manifold", anchor=False)
     st.caption("A 15×15 grid of z evenly spaced in probability under the prior (Kingma & Welling, fig. 4): "
                "left→right z₁ grows, top→bottom z₂ falls.")
-    show_image(manifold_image(active.key, active.model), 15 * 36, test_id="manifold")
+    st.image(manifold_png(active.key, active.model), width=15 * 36, caption="the decoder's view of the prior")

@@ -37,7 +37,7 @@ def intro_ui() -> None:
 def reparameterization_ui(active: state.ActiveModel) -> None:
     """z = mu + sigma * eps for one held-out image, with the model's numbers; waits for the data set if needed."""
     name = active.ck.dataset
-    state.prefetch_dataset(name)
+    state.prefetch_dataset_later(name)
     if not state.dataset_ready(name):
         st.caption(f"(loading {name} to show the numbers for one of its images…)")
         poll_dataset(name)

@@ -79,6 +79,27 @@ def prefetch_dataset(name: str) -> Future:
         return fut
 
 
+PREFETCH_DELAY_S = 1.5  # parsing mnist5k holds the GIL for seconds: let the page that asked finish drawing first
+_LATER: set[str] = set()
+
+
+def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
+    """Start loading a data set after `delay` seconds, unless something needed it sooner (then it is under way)."""
+    with _DATA_LOCK:
+        if name in _DATA or name in _LATER:
+            return
+        _LATER.add(name)
+
+    def go() -> None:
+        with _DATA_LOCK:
+            _LATER.discard(name)
+        prefetch_dataset(name)
+
+    timer = threading.Timer(delay, go)
+    timer.daemon = True
+    timer.start()
+
+
 def dataset_ready(name: str) -> bool:
     with _DATA_LOCK:
         fut = _DATA.get(name)
@@ -229,12 +250,13 @@ def model_sidebar() -> None:
         active = current()
         if active is None:
             return
-        prefetch_dataset(active.ck.dataset)  # the pages that need it will find it loaded
+        prefetch_dataset_later(active.ck.dataset)  # the pages that need it will find it loaded (or under way)
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
         picker.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
-        picker.download_button("Download checkpoint", data=checkpoint_bytes(active.key, active.ck),
+        # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
+        picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),
                                file_name=f"{active.label}.safetensors", mime="application/octet-stream",
                                icon=":material/download:", on_click="ignore")
 
