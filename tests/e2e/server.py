@@ -21,14 +21,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(script: str = "app.py", log: Path | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Yield the base URL once /_stcore/health answers; terminate the server afterwards."""
+def serve(script: str = "app.py", log: Path | None = None, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Yield the base URL once /_stcore/health answers; terminate the server afterwards.
+
+    extra_args are more `streamlit run` options, e.g. ("--runner.postScriptGC", "false").
+    """
     port = free_port()
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+         "--server.port", str(port), "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false", *extra_args],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
