@@ -50,8 +50,10 @@ def reparameterization_ui(active: state.ActiveModel) -> None:
     ex = reparameterization_example(active.model, x, seed=st.session_state.get("home_eps", 0))
     L = len(ex["mu"])
     st.markdown(f"For held-out image #{EXAMPLE_INDEX}" + (f" (first 4 of {L} dimensions)" if L > 4 else "") + ":")
-    st.latex(rf"\mu = {fmt_vec(ex['mu'])},\quad \sigma = {fmt_vec(ex['sigma'])}")
-    st.latex(rf"\epsilon = {fmt_vec(ex['eps'])} \;\Rightarrow\; z = {fmt_vec(ex['z'])}")
+    st.latex(r"\begin{aligned}"
+             rf"\mu &= {fmt_vec(ex['mu'])} \\ \sigma &= {fmt_vec(ex['sigma'])} \\ "
+             rf"\epsilon &= {fmt_vec(ex['eps'])} \\ z = \mu + \sigma \odot \epsilon &= {fmt_vec(ex['z'])}"
+             r"\end{aligned}")
     c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="center")
     with c1:
         show_image(x, 112, caption="x")
@@ -60,7 +62,7 @@ def reparameterization_ui(active: state.ActiveModel) -> None:
     c3.button("Draw another ε", icon=":material/casino:", key="home_redraw",
               on_click=lambda: st.session_state.update(home_eps=st.session_state.get("home_eps", 0) + 1))
     st.latex(rf"\text{{this image: }}\; {float(ex['recon']) + float(ex['kl']):.1f} \;=\; "
-             rf"\underbrace{{{float(ex['recon']):.1f}}}_{{\text{{reconstruction}}}} + "
+             rf"\underbrace{{{float(ex['recon']):.1f}}}_{{\text{{reconstruction at }} z = \mu}} + "
              rf"\underbrace{{{float(ex['kl']):.1f}}}_{{\mathrm{{KL}}}}\ \text{{nats}}")
 
 

@@ -9,6 +9,7 @@ import io
 import pickle
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_home_shows_formulas_with_the_models_numbers_and_a_model_card():
     assert r"z = \mu + \sigma \odot \epsilon" in latex
     assert f"{m['recon'] + m['kl']:.1f} \\;=\\; {m['recon']:.1f} \\;+\\; {m['kl']:.1f}" in latex
     # the reparameterization, in numbers, for held-out image #0
-    assert r"\epsilon = (" in latex and r"\Rightarrow\; z = (" in latex
+    assert r"\epsilon &= (" in latex and r"z = \mu + \sigma \odot \epsilon &= (" in latex
     card = at.table[0].value
     assert "latent dimensions" in card.iloc[:, 0].tolist() and "2" in card.iloc[:, 1].tolist()
     assert [b.label for b in at.button] == ["Draw another ε"]
@@ -214,6 +215,20 @@ def test_map_colours_and_the_whole_data_set(colour):
     assert any("5,000 points" in c.value for c in at.caption)
 
 
+def test_map_tsne_runs_in_the_background_then_replaces_pca():
+    z16 = f"path:{state.CHECKPOINT_DIR / 'mnist5k-mlp-z16.safetensors'}"
+    at = run_page("map", model_key=z16, map_method="t-SNE")
+    assert [e.value for e in at.exception] == []
+    assert len(at.radio) == 3  # points, colour, projection: 16 dimensions need one
+    deadline = time.time() + 120
+    while any("Computing t-SNE" in i.value for i in at.info):  # the page is drawn meanwhile (PCA), not blocked
+        assert time.time() < deadline, "t-SNE did not finish"
+        time.sleep(0.5)
+        at.run()
+    assert_clean(at)
+    assert any("t-SNE cannot be inverted" in c.value for c in at.caption)
+
+
 def test_map_send_a_point_to_explore():
     at = run_app("map")
     at.number_input(key="map_index").set_value(7)
@@ -244,6 +259,24 @@ def test_reconstruct_an_uploaded_image():
     before = html_with(at, "rec-samples")
     at.button(key="rec_redraw").click().run()
     assert html_with(at, "rec-samples") != before  # new eps, new samples
+
+
+def seven_as(fmt: str) -> bytes:
+    im = Image.open(io.BytesIO(seven())).convert("RGB")
+    buf = io.BytesIO()
+    if fmt == "GIF":  # an animated GIF: the first frame is the digit, the second is blank
+        im.save(buf, format="GIF", save_all=True, append_images=[Image.new("RGB", im.size, "white")], duration=100)
+    else:
+        im.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "BMP", "WEBP", "GIF"])
+def test_reconstruct_accepts_the_usual_formats(fmt):
+    at = run_page("reconstruct")
+    at.get("file_uploader")[0].upload(f"seven.{fmt.lower()}", seven_as(fmt), f"image/{fmt.lower()}").run()
+    assert_clean(at)
+    assert [m.label for m in at.metric] == ["reconstruction", "KL", "−ELBO"]
 
 
 @pytest.mark.parametrize("name, data, message", [

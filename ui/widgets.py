@@ -54,12 +54,19 @@ def show_image(image: torch.Tensor | np.ndarray, width: int = 224, caption: str 
 
 def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | None = None, width: int = 84,
               test_id: str = "", stacked: bool = False) -> None:
-    """Images side by side (wrapping), each with a caption, in one element; `stacked` puts them one under another."""
+    """Images side by side (wrapping), each with a caption under it, in one element; `stacked` puts them one under
+    another with the caption on the left (rows of a traversal, say)."""
     captions = captions or [""] * len(images)
+    tid = f' data-testid="{html.escape(test_id)}"' if test_id else ""
+    if stacked:
+        rows = "".join(
+            f'<div style="display: flex; align-items: center; gap: 10px; margin-bottom: 4px;">'
+            f'<span style="font-size: 0.8rem; color: #666; min-width: 90px; text-align: right;">{html.escape(cap)}</span>'
+            f'{img_tag(im, width, cap)}</div>' for im, cap in zip(images, captions))
+        st.html(f"<div{tid}>{rows}</div>")
+        return
     cells = "".join(
         f'<figure style="margin: 0 6px 6px 0; text-align: center;">{img_tag(im, width, cap)}'
         f'<figcaption style="font-size: 0.75rem; color: #666; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
         for im, cap in zip(images, captions))
-    tid = f' data-testid="{html.escape(test_id)}"' if test_id else ""
-    direction = "column" if stacked else "row"
-    st.html(f'<div style="display: flex; flex-wrap: wrap; flex-direction: {direction};"{tid}>{cells}</div>')
+    st.html(f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
