@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+import time
 
 import streamlit as st
 
@@ -158,7 +159,7 @@ def save_ui(job: TrainingJob) -> None:
     if saved:
         st.success(f"Saved as `{saved}`: every session can open it from the model picker.", icon=":material/check:")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    default = f"{job.label}-{job.id}"
+    default = f"{job.label}-{time.strftime('%m%d-%H%M', time.localtime(job.created))}"
     name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=80,
                          help="letters, digits, spaces, - _ . ; saved as checkpoints/NAME.safetensors")
     try:

@@ -291,6 +291,13 @@ def split_data(active: ActiveModel, split: str = "test") -> tuple[torch.Tensor, 
     data = dataset_for(active)
     if split == "test":
         return data.x_test, None if data.y_test is None else data.y_test.numpy()
+    return _joined(data.name, id(data))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _joined(name: str, data_id: int) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Training then held-out images and labels of a loaded data set, concatenated once (tens of MB)."""
+    data = dataset(name)
     x = torch.cat([data.x_train, data.x_test])
     y = None if data.y_test is None or data.y_train is None else torch.cat([data.y_train, data.y_test]).numpy()
     return x, y
