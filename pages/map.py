@@ -90,7 +90,7 @@ def map_ui(active: state.ActiveModel, split: str, colour: str, method: str) -> N
     classes = state.dataset_for(active).classes
     fig = latent_map_figure(xy, labels if values is None else None, classes, values, COLOURS[colour], height=600,
                             axis_titles=axes)
-    fig.update_layout(legend=dict(orientation="h", x=0, y=1.01, yanchor="bottom"), margin=dict(t=40))
+    fig.update_layout(legend=dict(orientation="h", x=0, y=-0.12, yanchor="top"))  # under the plot, clear of the toolbar
     kinds = ["data"] * len(fig.data)
     invertible = method != "t-SNE"
     if invertible:
