@@ -42,7 +42,7 @@ from vae.data import Dataset
 from vae.losses import kl_per_dim, reconstruction_nll
 from vae.model import VAE, init_output_bias
 from vae.training import (EpochCallback, FitResult, StepCallback, StopFlag, _all_finite, _make_optimizer, _make_schedule,
-                          evaluate, kl_weight)
+                          close_epoch, evaluate, kl_weight)
 
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=10)  # a rank that vanished without closing its sockets
 
@@ -266,16 +266,8 @@ def fit_distributed(
         seen = sums[3] or 1.0
         row = {"epoch": epoch, "step": start_step + step, "seconds": time.perf_counter() - t0, "beta": beta,
                "train_recon": sums[0] / seen, "train_kl": sums[1] / seen, "train_loss": sums[2] / seen}
-        if e % cfg.eval_every == 0 or e == cfg.epochs or status != "finished":
-            ev = evaluate_sharded(model, data.x_test, device)
-            row.update({"test_recon": ev["recon"], "test_kl": ev["kl"], "test_neg_elbo": ev["neg_elbo"]})
-            row["kl_per_dim"] = ev["kl_per_dim"]
-        row["train_neg_elbo"] = row["train_recon"] + row["train_kl"]
-        history.append(row)
-        if on_epoch is not None:
-            model.eval()
-            on_epoch(row, model)
-            model.train()
+        due = e % cfg.eval_every == 0 or e == cfg.epochs or status != "finished"
+        close_epoch(model, row, (lambda m: evaluate_sharded(m, data.x_test, device)) if due else None, history, on_epoch)
         if status == "stopped":
             break
     model.eval()

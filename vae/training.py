@@ -95,6 +95,21 @@ def _all_finite(model: VAE) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+def close_epoch(model: VAE, row: dict[str, Any], evaluate_fn: Callable[[VAE], dict[str, Any]] | None,
+                history: list[dict[str, Any]], on_epoch: EpochCallback | None) -> None:
+    """End an epoch's row: held-out metrics when due (evaluate_fn given), append it, call on_epoch in eval mode."""
+    if evaluate_fn is not None:
+        ev = evaluate_fn(model)
+        row.update({"test_recon": ev["recon"], "test_kl": ev["kl"], "test_neg_elbo": ev["neg_elbo"]})
+        row["kl_per_dim"] = ev["kl_per_dim"]
+    row["train_neg_elbo"] = row["train_recon"] + row["train_kl"]
+    history.append(row)
+    if on_epoch is not None:
+        model.eval()
+        on_epoch(row, model)
+        model.train()
+
+
 def fit(
     model: VAE,
     data: Dataset,
@@ -165,16 +180,8 @@ def fit(
         seen = min(n, (i + (status == "finished")) * bs) or 1
         row = {"epoch": epoch, "step": step, "seconds": time.perf_counter() - t0, "beta": beta,
                "train_recon": float(sums[0]) / seen, "train_kl": float(sums[1]) / seen, "train_loss": float(sums[2]) / seen}
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or status != "finished":
-            ev = evaluate(model, data.x_test)
-            row.update({"test_recon": ev["recon"], "test_kl": ev["kl"], "test_neg_elbo": ev["neg_elbo"]})
-            row["kl_per_dim"] = ev["kl_per_dim"]
-        row["train_neg_elbo"] = row["train_recon"] + row["train_kl"]
-        history.append(row)
-        if on_epoch is not None:
-            model.eval()
-            on_epoch(row, model)
-            model.train()
+        due = epoch % cfg.eval_every == 0 or epoch == cfg.epochs or status != "finished"
+        close_epoch(model, row, (lambda m: evaluate(m, data.x_test)) if due else None, history, on_epoch)
         if status == "stopped":
             break
     model.eval()

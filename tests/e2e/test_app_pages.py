@@ -14,18 +14,6 @@ from tests.e2e.conftest import page_errors, screenshot, wait_for_app
 TALL = {"width": 1400, "height": 2200}  # the main pane scrolls inside the page: a tall viewport shows all of it
 
 
-@pytest.fixture(scope="module", autouse=True)
-def app_started(browser, app_url):
-    """Open / once before the tests. On a fresh server Streamlit 1.67 treats the app as a v1 `pages/` app until
-    app.py has run st.navigation once, so a first visit straight to /explore would run pages/explore.py alone
-    (no sidebar model picker). Reported to the lead: renaming the folder (e.g. app_pages/) fixes it for users."""
-    context = browser.new_context()
-    pg = context.new_page()
-    pg.goto(app_url)
-    wait_for_app(pg, timeout=60_000)
-    context.close()
-
-
 @pytest.fixture
 def tall_page(browser):
     context = browser.new_context(viewport=TALL)

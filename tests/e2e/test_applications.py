@@ -12,17 +12,6 @@ from tests.e2e.conftest import page_errors, screenshot, wait_for_app
 DOWNLOAD = "[data-testid='stDownloadButton'] button"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _entry_page_seen(browser, app_url):
-    """Open the home page once. Until app.py has run once on a fresh server, Streamlit serves a direct link like
-    /generate from its pages/ folder scan (no navigation, no model sidebar); reported, not this module's to fix."""
-    context = browser.new_context()
-    pg = context.new_page()
-    pg.goto(app_url)
-    wait_for_app(pg, timeout=90_000)
-    context.close()
-
-
 @pytest.fixture
 def page(browser):
     """A tall window: Streamlit scrolls inside its own container, so a full-page screenshot is the viewport."""
