@@ -39,12 +39,27 @@ def browser():
         b.close()
 
 
+def _page(browser, viewport: dict):
+    context = browser.new_context(viewport=viewport)
+    yield context.new_page()
+    context.close()
+
+
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    yield pg
-    context.close()
+    yield from _page(browser, {"width": 1400, "height": 1000})
+
+
+@pytest.fixture
+def tall_page(browser):
+    """Streamlit scrolls inside its own container: a tall viewport shows the whole page, and screenshots it."""
+    yield from _page(browser, {"width": 1400, "height": 2200})
+
+
+def open_page(page, app_url: str, path: str, timeout: float = 90_000) -> None:
+    """Go to /path and wait until the app's script run has finished."""
+    page.goto(f"{app_url}/{path}")
+    wait_for_app(page, timeout=timeout)
 
 
 def wait_for_app(page, timeout: float = 30_000) -> None:

@@ -6,26 +6,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from tests.e2e.conftest import page_errors, screenshot, wait_for_app
-
-TALL = {"width": 1400, "height": 2200}  # the main pane scrolls inside the page: a tall viewport shows all of it
-
-
-@pytest.fixture
-def tall_page(browser):
-    context = browser.new_context(viewport=TALL)
-    pg = context.new_page()
-    yield pg
-    context.close()
-
-
-def open_page(page, app_url: str, path: str) -> None:
-    page.goto(f"{app_url}/{path}")
-    wait_for_app(page, timeout=60_000)
-
+from tests.e2e.conftest import open_page, page_errors, screenshot, wait_for_app
 
 def settle(page, timeout: float = 30_000) -> None:
     """Wait for the rerun a widget change starts to finish."""

@@ -7,23 +7,19 @@ import re
 import pytest
 from PIL import Image
 
+from tests.e2e.conftest import open_page as open_app_page
 from tests.e2e.conftest import page_errors, screenshot, wait_for_app
 
 DOWNLOAD = "[data-testid='stDownloadButton'] button"
 
 
 @pytest.fixture
-def page(browser):
-    """A tall window: Streamlit scrolls inside its own container, so a full-page screenshot is the viewport."""
-    context = browser.new_context(viewport={"width": 1400, "height": 2200})
-    pg = context.new_page()
-    yield pg
-    context.close()
+def page(tall_page):
+    return tall_page
 
 
 def open_page(page, app_url: str, path: str) -> None:
-    page.goto(f"{app_url}/{path}")
-    wait_for_app(page, timeout=90_000)
+    open_app_page(page, app_url, path)
     page.wait_for_timeout(300)
 
 
