@@ -117,7 +117,7 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
         x_hat = vae.decode(model, torch.as_tensor(z, dtype=torch.float32))[0]
         show_image(x_hat, 280, caption=st.session_state.get("explore_source", ""), test_id="decoded-image")
         shown = ", ".join(f"{zname(d)}={z[d]:+.2f}" for d in range(min(L, 4)))
-        st.caption(f"decoded from z = ({shown}{', …' if L > 4 else ''})")
+        st.caption(f"PyTorch on the server, updated on release: decoded from z = ({shown}{', …' if L > 4 else ''})")
     if traverse and dims:
         st.subheader("Traversal", anchor=False)
         st.caption("Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
