@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -33,43 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, gc: bool, log_name: str) -> subprocess.Popen:
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-         "--runner.postScriptGC", str(gc).lower()],
-        cwd=ROOT, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"},
-        stdout=open(ROOT / "artifacts" / log_name, "w"), stderr=subprocess.STDOUT)
-
-
-def wait_health(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
-                return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("streamlit exited; see artifacts/")
-            time.sleep(0.05)
-    raise RuntimeError("streamlit did not answer")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def stats(name: str, ms: list[float], target: str = "") -> None:
@@ -182,19 +142,20 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
+    sys.path.insert(0, str(ROOT))
+    from tests.e2e.server import serve
+
+    (ROOT / "artifacts").mkdir(exist_ok=True)
     print(f"app latency, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machine: noisy)")
     settings = {"both": [False, True], "on": [True], "off": [False]}[args.gc]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         for gc in settings:
             print(f"\nrunner.postScriptGC = {str(gc).lower()}" + ("  (this app's .streamlit/config.toml)" if not gc else ""))
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
             page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
             t0 = time.perf_counter()
-            proc = start_server(port, gc, f"bench-app-latency-gc-{str(gc).lower()}.log")
-            try:
-                wait_health(url, proc)
+            log = ROOT / "artifacts" / f"bench-app-latency-gc-{str(gc).lower()}.log"
+            with serve("app.py", log=log, extra_args=("--runner.postScriptGC", str(gc).lower())) as url:
                 t_health = time.perf_counter() - t0
                 open_page(page, url)
                 page.get_by_text("VAE latent-space explorer").first.wait_for(timeout=60_000)
@@ -207,9 +168,7 @@ def main() -> None:
                 first, later = map_latency(page, url, args.map_rounds)
                 print(f"  latent map, 5,000 points, first switch to z16 (encode + PCA): {first[0]:.0f} ms   (target 1000 ms)")
                 stats("latent map, 5,000 points, model switch (cached)", later, "<= 1000 ms")
-            finally:
-                page.context.close()
-                stop(proc)
+            page.context.close()
         browser.close()
 
 

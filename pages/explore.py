@@ -15,7 +15,6 @@ from ui.latent_control import latent_control
 from ui.widgets import image_row, png_bytes, show_image
 from vae.data import grid
 
-Z_LIMIT = 4.0  # slider range: the prior puts 99.99% of its mass within ±4
 MAX_SLIDERS = 8  # more dimensions than this: a chooser says which to show
 SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -27,13 +26,8 @@ def zname(d: int) -> str:
 
 def set_z(z: np.ndarray | list[float], source: str) -> None:
     """Make z the current latent vector (call before the sliders are drawn, or from a callback)."""
-    z = np.asarray(z, dtype=np.float64).reshape(-1)
-    st.session_state["explore_z"] = z.tolist()
-    for d, v in enumerate(z):
-        st.session_state[f"explore_z{d}"] = float(np.clip(round(v, 2), -Z_LIMIT, Z_LIMIT))
-    clipped = int((np.abs(z) > Z_LIMIT).sum())
-    st.session_state["explore_source"] = source + (f" ({clipped} value(s) beyond ±{Z_LIMIT:g} shown at the slider's end)"
-                                                  if clipped else "")
+    st.session_state["explore_z"] = np.asarray(z, dtype=np.float64).reshape(-1).tolist()
+    st.session_state["explore_source"] = source
 
 
 def sync_state(active: state.ActiveModel) -> None:

@@ -44,7 +44,7 @@ def serve(script: str = "app.py", log: Path | None = None, timeout: float = 60.0
                 if proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError(f"`streamlit run {script}` did not answer within {timeout:.0f} s"
                                        + (f"; see {log}" if log else "")) from None
-                time.sleep(0.3)
+                time.sleep(0.05)  # fine-grained: bench/app_latency.py times the cold start through this
         yield url
     finally:
         proc.terminate()
