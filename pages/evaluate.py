@@ -130,7 +130,11 @@ with other:
     left, right = st.columns(2)
     left.markdown(f"**A:** {active.label} (the current model)")
     path = right.selectbox("**B:**", files, index=files.index(default), format_func=lambda p: Path(p).stem, key="eval_b")
-    b_model = ui.checkpoint_model(Path(path))
+    try:
+        b_model = state.file_model(Path(path))
+    except vae.CheckpointError as exc:
+        st.error(str(exc))
+        st.stop()
     if b_model.ck.dataset != active.ck.dataset:
         st.warning(f"{b_model.label} was trained on {b_model.ck.dataset!r} and {active.label} on {active.ck.dataset!r}: "
                    "pick two models of the same data set to compare them on the same held-out images.")

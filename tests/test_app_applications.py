@@ -183,3 +183,20 @@ def test_evaluate_refuses_to_compare_across_data_sets():
     at.selectbox(key="eval_b").set_value(shapes[0]).run()
     assert [e.value for e in at.exception] == []
     assert any("same data set" in w.value for w in at.warning)
+
+
+def test_evaluate_compare_reports_a_broken_checkpoint(tmp_path, monkeypatch):
+    import shutil
+
+    from ui import state
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    shutil.copy(ROOT / "checkpoints" / "mnist5k-mlp-z2.safetensors", folder)
+    (folder / "mnist5k-broken.safetensors").write_bytes(b"\x80\x04not a checkpoint at all")
+    monkeypatch.setattr(state, "CHECKPOINT_DIR", folder)
+    at = open_page("evaluate")
+    broken = next(p for p in at.selectbox(key="eval_b").options if Path(p).stem == "mnist5k-broken")
+    at.selectbox(key="eval_b").set_value(broken).run()
+    assert [e.value for e in at.exception] == []
+    assert any("mnist5k-broken" in e.value and "safetensors" in e.value for e in at.error)

@@ -179,14 +179,3 @@ def run_with_progress(key: tuple, text: str, compute: Callable[[Callable[[float]
     bar.empty()
     _store(key, value)
     return value
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the checkpoint…")
-def _load(path: str, mtime_ns: int) -> vae.Checkpoint:
-    return vae.load_checkpoint(path)
-
-
-def checkpoint_model(path: Path) -> state.ActiveModel:
-    """A checkpoint file as an ActiveModel (shared, read-only) for side-by-side comparisons."""
-    mtime = path.stat().st_mtime_ns
-    return state.ActiveModel(f"file:{path}:{mtime}", path.stem, _load(str(path), mtime))

@@ -137,7 +137,8 @@ def add_session_model(ck: Checkpoint, label: str) -> ActiveModel:
     return active
 
 
-def _file_model(path: Path) -> ActiveModel:
+def file_model(path: Path) -> ActiveModel:
+    """A checkpoint file as an ActiveModel, loaded once per (path, mtime) and shared read-only."""
     mtime = path.stat().st_mtime_ns
     return ActiveModel(f"file:{path}:{mtime}", path.stem, _load_file(str(path), mtime))
 
@@ -168,7 +169,7 @@ def current() -> ActiveModel | None:
     if isinstance(target, ActiveModel):
         return target
     try:
-        return _file_model(target)
+        return file_model(target)
     except CheckpointError as exc:
         st.sidebar.error(str(exc))
         return None
