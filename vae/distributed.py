@@ -423,7 +423,9 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if handled:
             signal.signal(signal.SIGINT, previous_sigint if previous_sigint is not None else signal.SIG_DFL)
-        if joined:
+        # Tear the group down only on a clean exit: after a peer vanished, gloo's teardown over the dead connection
+        # can abort the process (SIGABRT, seen once in CI) before the one-line error is printed. Exiting frees it.
+        if joined and sys.exc_info()[0] is None:
             dist.destroy_process_group()
 
 

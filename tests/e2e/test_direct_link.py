@@ -11,6 +11,6 @@ def test_direct_link_on_a_fresh_server(page):
         page.get_by_role("heading", name="Generate").wait_for(timeout=60_000)
         nav = page.locator("[data-testid='stSidebarNav']").inner_text()
         assert "Latent map" in nav and "Evaluate" in nav  # app.py's navigation, with its titles
-        assert page.get_by_text("Current model").is_visible()  # the shared sidebar ran too
+        page.get_by_text("Current model").wait_for(state="visible", timeout=30_000)  # the shared sidebar ran too
         assert page.url.endswith("/generate")
         assert page_errors(page) == []
