@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import state
+from ui import safe, state
 from ui.plots import curves_figure
+from ui.safe import md
 from ui.widgets import show_image
 from vae.app_support import reparameterization_example
 
@@ -39,13 +40,13 @@ def reparameterization_ui(active: state.ActiveModel) -> None:
     name = active.ck.dataset
     state.prefetch_dataset_later(name)
     if not state.dataset_ready(name):
-        st.caption(f"(loading {name} to show the numbers for one of its images…)")
+        st.caption(f"(loading {md(name)} to show the numbers for one of its images…)")
         poll_dataset(name)
         return
     try:
         x = state.dataset_for(active).x_test[EXAMPLE_INDEX]
     except Exception as exc:  # noqa: BLE001 - the formulas stand without the example
-        st.caption(f"(no example: the data set cannot be loaded: {exc})")
+        st.caption(f"(no example: the data set cannot be loaded: {safe.error(exc)})")
         return
     ex = reparameterization_example(active.model, x, seed=st.session_state.get("home_eps", 0))
     L = len(ex["mu"])

@@ -2,8 +2,6 @@
 posterior ellipses on the map, clickable grids, and one-call analyses of a user's image. Never imports streamlit."""
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +12,11 @@ from vae.checkpoint import CheckpointError
 from vae.data import Preprocessed, preprocess_image
 from vae.explore import Projection, decode, posterior_samples, reconstruct
 from vae.model import VAE
+from vae.names import name_problem, normalize_name
 
 # The models shipped with the app: overwriting them needs an explicit confirmation.
 SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16")
 COLLAPSE_NATS = 0.01  # a latent dimension carrying less KL than this is "collapsed": the decoder ignores it
-MAX_NAME_CHARS = 80
-_NAME_RE = re.compile(r"[\w][\w.\- ]*")
 DIGIT_DATASETS = ("mnist5k", "mnist", "digits", "kmnist")  # trained on MNIST-style white-on-black digits
 NOT_DIGIT_STYLE = ("shapes", "fashion-mnist", "cifar10")  # grey or not, their images are not centred strokes
 
@@ -33,17 +30,10 @@ class SaveTarget:
 
 def checkpoint_target(folder: str | Path, name: str) -> SaveTarget:
     """Validate a user's checkpoint name and say where it would be written; CheckpointError says what is wrong."""
-    name = unicodedata.normalize("NFC", (name or "").strip())
-    if name.lower().endswith(".safetensors"):
-        name = name[: -len(".safetensors")].rstrip()
-    if not name:
-        raise CheckpointError("give the checkpoint a name")
-    if "/" in name or "\\" in name or "\x00" in name:
-        raise CheckpointError("a checkpoint name cannot contain path separators (/ or \\)")
-    if len(name) > MAX_NAME_CHARS:
-        raise CheckpointError(f"a checkpoint name has at most {MAX_NAME_CHARS} characters")
-    if not _NAME_RE.fullmatch(name) or name.endswith("."):
-        raise CheckpointError("use letters, digits, spaces, '-', '_' and '.', starting with a letter or digit")
+    name = normalize_name(name)
+    problem = name_problem(name)
+    if problem:
+        raise CheckpointError(problem)
     path = Path(folder) / f"{name}.safetensors"
     return SaveTarget(path, path.exists(), name in SHIPPED_CHECKPOINTS)
 
