@@ -106,7 +106,7 @@ def model_card_ui(active: state.ActiveModel) -> None:
             rows[label] = f"{m[key]:.2f} nats"
     if isinstance(m.get("seconds"), (int, float)):
         rows["training time"] = f"{m['seconds']:.0f} s"
-    st.table({"": list(rows), "value": [str(v) for v in rows.values()]})
+    st.table({"": list(rows), "value": [md(v) for v in rows.values()]})  # st.table renders markdown: a name can be a link
 
 
 intro_ui()

@@ -121,6 +121,8 @@ def shown_texts(at: AppTest) -> list[str]:
         out += [e.value for e in getattr(at, kind)]
     for kind in ("selectbox", "checkbox", "text_input", "number_input", "button", "radio", "slider"):
         out += [w.label for w in getattr(at, kind)]
+    for table in at.table:  # st.table renders its cells as markdown too
+        out += [str(v) for v in table.value.to_numpy().ravel()]
     return out
 
 
