@@ -19,8 +19,8 @@ from ui.plots import curves_figure, kl_bars_figure, latent_map_figure
 from ui.safe import md
 from ui.training_job import TrainingJob
 from ui.widgets import show_image
-from vae.app_support import COLLAPSE_NATS, checkpoint_target, collapsed_dims
-from vae.checkpoint import CheckpointError
+from vae.checkpoint import CheckpointError, checkpoint_target
+from vae.metrics import COLLAPSE_NATS, collapsed_dims
 from vae.names import MAX_NAME_CHARS, default_name
 
 DATASETS = ["mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10", "folder…"]

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 import vae
 from ui import safe, state
 from ui.training_job import TrainingJob
-from vae.app_support import checkpoint_target
+from vae.checkpoint import checkpoint_target
 from vae.checkpoint import CheckpointError, from_bytes, to_bytes
 from vae.names import MAX_NAME_BYTES, dataset_stem, default_name, name_problem, safe_name
 
