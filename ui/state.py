@@ -21,6 +21,7 @@ import streamlit as st
 import torch
 
 import vae
+from ui import user_data
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,11 +68,19 @@ MAX_DATASETS = 6
 
 
 def prefetch_dataset(name: str) -> Future:
-    """Start loading a data set in the background (once per server); returns its future."""
+    """Start loading a data set in the background (once per server); returns its future.
+
+    Raises vae.DataError when this browser tab may not make the server read it (ui.user_data: data root, uploads).
+    """
+    user_data.check_access(name)
+    return _submit(name)
+
+
+def _submit(name: str) -> Future:
     with _DATA_LOCK:
         fut = _DATA.get(name)
         if fut is None or (fut.done() and fut.exception() is not None):  # failed loads are retried
-            fut = _DATA_POOL.submit(vae.load_dataset, name)
+            fut = _DATA_POOL.submit(vae.load_dataset, name, **user_data.load_options(name))
             _DATA[name] = fut
         _DATA.move_to_end(name)
         while len(_DATA) > MAX_DATASETS:
@@ -85,6 +94,8 @@ _LATER: set[str] = set()
 
 def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     """Start loading a data set after `delay` seconds, unless something needed it sooner (then it is under way)."""
+    if not user_data.allowed(name):  # checked here, in the session's thread: the timer's thread has no session
+        return
     with _DATA_LOCK:
         if name in _DATA or name in _LATER:
             return
@@ -93,7 +104,7 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     def go() -> None:
         with _DATA_LOCK:
             _LATER.discard(name)
-        prefetch_dataset(name)
+        _submit(name)
 
     timer = threading.Timer(delay, go)
     timer.daemon = True
@@ -101,6 +112,9 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
 
 
 def dataset_ready(name: str) -> bool:
+    """True when dataset(name) answers at once: loaded, or refused to this tab (it then raises vae.DataError)."""
+    if not user_data.allowed(name):
+        return True
     with _DATA_LOCK:
         fut = _DATA.get(name)
     return fut is not None and fut.done() and fut.exception() is None

@@ -380,20 +380,25 @@ def read_collection(path: str | Path, channels: int, size: int, limits: Limits =
 
 
 def read_upload(files: list[tuple[str, bytes]], channels: int, size: int, limits: Limits = DEFAULT_LIMITS,
-                should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, list[str], Report]:
-    """Uploaded files: one .zip, or image files -> (N, C, size, size) uint8, labels, report; all under the limits."""
+                should_stop: Callable[[], bool] | None = None, before_decode: Callable[[int], None] | None = None,
+                ) -> tuple[np.ndarray, list[str], Report]:
+    """Uploaded files: one .zip, or image files -> (N, C, size, size) uint8, labels, report; all under the limits.
+
+    before_decode(number of images) may refuse (raise DataError) once the images are counted, before any is decoded.
+    """
     report = Report()
     budget = _Budget(limits, should_stop)
     zips = [(n, d) for n, d in files if n.lower().endswith(".zip")]
-    if zips:
-        if len(files) > 1:
-            raise DataError("send one .zip on its own, or image files without archives")
-        zf, members = zip_members(zips[0][1], limits, report)
-        with zf:
-            x, labels = decode_members(members, channels, size, limits, report, budget=budget)
-    else:
-        members = file_members(files, limits, report)
+    if zips and len(files) > 1:
+        raise DataError("send one .zip on its own, or image files without archives")
+    zf, members = zip_members(zips[0][1], limits, report) if zips else (None, file_members(files, limits, report))
+    try:
+        if before_decode is not None:
+            before_decode(len(members))
         x, labels = decode_members(members, channels, size, limits, report, budget=budget)
+    finally:
+        if zf is not None:
+            zf.close()
     return x, labels, report
 
 
