@@ -48,8 +48,11 @@ def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] |
     with st.form("train_settings", border=True):
         c1, c2, c3, c4 = st.columns(4)
         v = {}
-        v["dataset"] = c1.selectbox("Data set", options, index=options.index(d["dataset"]) if d["dataset"] in options else 0,
-                                    key="tr_dataset", format_func=lambda k: uploads.get(k, k),
+        if st.session_state.get("tr_dataset") not in options:  # e.g. an upload that was removed
+            st.session_state.pop("tr_dataset", None)
+        # The last value, unless the widget holds one (set by the upload panel): never both, Streamlit warns then.
+        first = {} if "tr_dataset" in st.session_state else {"index": options.index(d["dataset"]) if d["dataset"] in options else 0}
+        v["dataset"] = c1.selectbox("Data set", options, **first, key="tr_dataset", format_func=lambda k: uploads.get(k, k),
                                     help="mnist5k, digits and shapes are built in; the torchvision ones need their files "
                                          "under ~/.cache/vae-explorer/data; upload your own images above; folder… reads "
                                          "a folder on the server, under its data root only.")

@@ -255,7 +255,9 @@ def test_paths_under_the_root_pass_and_others_are_refused(tmp_path, folder):
         check_server_path(str(folder / "escape"), root)
     with pytest.raises(vae.DataError, match="does not exist"):
         check_server_path(str(folder / "missing"), root)
-    with pytest.raises(vae.DataError, match="does not exist"):
+    with pytest.raises(vae.DataError, match="outside the server's data root"):  # missing and outside: the same line
+        check_server_path(str(tmp_path / "missing"), root)
+    with pytest.raises(vae.DataError, match="outside the server's data root"):
         check_server_path("bad\x00name", root)
 
 

@@ -268,7 +268,7 @@ def model_sidebar() -> None:
         prefetch_dataset_later(active.ck.dataset)  # the pages that need it will find it loaded (or under way)
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
-        picker.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
+        picker.caption(f"{user_data.display_name(active.ck.dataset)} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
         picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),

@@ -28,8 +28,9 @@ from vae import imagesets
 SESSION_CAP_MB = int(os.environ.get("VAE_EXPLORER_UPLOAD_SESSION_MB", 256))  # disk per browser tab
 SERVER_CAP_MB = int(os.environ.get("VAE_EXPLORER_UPLOAD_SERVER_MB", 2048))  # disk for all tabs of this server
 MAX_UPLOADS_PER_SESSION = 8
-SWEEP_S = 30.0
-GRACE_S = 150.0  # Streamlit keeps a disconnected session 120 s for a reconnect; after that it is gone
+SWEEP_S = float(os.environ.get("VAE_EXPLORER_UPLOAD_SWEEP_S", 30))
+# Streamlit keeps a disconnected session 120 s for a reconnect; after that it is gone. (Tests shorten both.)
+GRACE_S = float(os.environ.get("VAE_EXPLORER_UPLOAD_GRACE_S", 150))
 SIZES = [8, 16, 28, 32, 48, 64]
 UPLOAD_TYPES = ["zip", "png", "jpg", "jpeg", "bmp", "webp", "gif"]
 
@@ -110,6 +111,14 @@ def describe(meta: dict) -> str:
     classes = meta.get("classes")
     return (f"upload: {meta['title']} · {meta['n']:,} images, {h}×{w} {'grey' if c == 1 else 'RGB'}"
             + (f", {len(classes)} labels" if classes else ""))
+
+
+def display_name(name: str) -> str:
+    """A data set's name as the user knows it: an upload by its file name, not its token."""
+    if not name.startswith("upload:"):
+        return name
+    meta = _space().tokens.get(name[len("upload:"):])
+    return f"upload: {meta['title']}" if meta else "an upload of another tab"
 
 
 def run_label(name: str, model_config: vae.ModelConfig) -> str:
@@ -278,9 +287,8 @@ def upload_panel() -> None:
                     st.error(f"Not used: {exc}", icon=":material/block:")
                 else:
                     st.session_state["ud_message"] = f"Made a data set of {report.summary()}: it is selected below."
-                    # preselect it in Train's form, which is drawn from tr_last (its widget state is dropped)
-                    st.session_state["tr_last"] = {**st.session_state.get("tr_last", {}), "dataset": made}
-                    st.session_state.pop("tr_dataset", None)
+                    # preselect it in Train's form: set through session state, so the browser's picker follows
+                    st.session_state["tr_dataset"] = made
                 finally:
                     _release(files)
                     st.session_state["ud_version"] = version + 1  # a fresh uploader: the browser forgets the files

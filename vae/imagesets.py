@@ -425,16 +425,19 @@ def data_root(env: dict | None = None) -> Path | None:
 
 def check_server_path(path: str, root: Path | None) -> Path:
     """A path a browser named -> its resolved form, if it lies under root (links resolved); else DataError in one line."""
-    how = (f"start the server with {DATA_ROOT_ENV}=/a/folder (or `streamlit run app.py -- --data-root /a/folder`) to "
-           "let the web page read folders and zips under it")
     if root is None:
-        raise DataError(f"this server reads no folders named from the web page: {how}")
+        raise DataError(f"this server reads no folders named from the web page: start it with {DATA_ROOT_ENV}=/a/folder "
+                        "(or `streamlit run app.py -- --data-root /a/folder`) to allow folders and zips under that folder")
+    outside = DataError(f"that path is outside the server's data root: start the server with a {DATA_ROOT_ENV} (or "
+                        "--data-root) that contains it to allow it")
     try:
-        resolved = Path(path).expanduser().resolve(strict=True)
-    except (OSError, RuntimeError, ValueError):  # missing, a link loop, a NUL byte
-        raise DataError("that path does not exist under the server's data root") from None
-    if not resolved.is_relative_to(root):
-        raise DataError(f"that path is outside the server's data root; {how}")
+        resolved = Path(path).expanduser().resolve(strict=False)  # links that exist are followed
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte
+        raise outside from None
+    if not resolved.is_relative_to(root):  # said before looking further: no probing what exists outside the root
+        raise outside
+    if not resolved.exists():
+        raise DataError("that path does not exist under the server's data root")
     return resolved
 
 
