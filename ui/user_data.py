@@ -257,9 +257,13 @@ def _release(files) -> None:
         mgr.remove_file(_session_id(), f.file_id)
 
 
+def _plain(text: str) -> str:
+    """Messages may quote names from the user's files: escape what markdown would turn into links or formatting."""
+    return "".join("\\" + ch if ch in "\\`*_[]()<>$#~|" else ch for ch in text)
+
+
 def upload_panel() -> None:
     """Upload images into this tab, list and remove its uploads; a new upload is preselected in Train's form."""
-    made = None
     with st.expander("Your own images: upload a .zip or image files", expanded=bool(st.session_state.get("ud_open"))):
         st.caption("A .zip whose sub-folders name the classes (`cats/…`, `dogs/…`) gives a labelled data set; image "
                    "files (PNG, JPEG, BMP, WebP, GIF) give an unlabelled one. The images stay in this browser tab only "
@@ -284,18 +288,22 @@ def upload_panel() -> None:
                     with st.spinner("Reading the images…"):
                         made, report = add_upload([(f.name, f.getvalue()) for f in files], colour == "grey", int(size))
                 except vae.DataError as exc:
-                    st.error(f"Not used: {exc}", icon=":material/block:")
+                    st.session_state["ud_message"] = ("error", f"Not used: {exc}")
                 else:
-                    st.session_state["ud_message"] = f"Made a data set of {report.summary()}: it is selected below."
+                    st.session_state["ud_message"] = ("success", f"Made a data set of {report.summary()}: it is "
+                                                                 "selected below.")
                     # preselect it in Train's form: set through session state, so the browser's picker follows
                     st.session_state["tr_dataset"] = made
                 finally:
                     _release(files)
                     st.session_state["ud_version"] = version + 1  # a fresh uploader: the browser forgets the files
-                if made:
-                    st.rerun()  # the form below is drawn again with the new data set
-        if st.session_state.get("ud_message"):
-            st.success(st.session_state.pop("ud_message"), icon=":material/check:")
+                st.rerun()  # drawn again: the fresh uploader, the message, the form with the new data set
+        kind, message = st.session_state.pop("ud_message", (None, None))
+        message = _plain(message or "")
+        if kind == "error":
+            st.error(message, icon=":material/block:")
+        elif kind == "success":
+            st.success(message, icon=":material/check:")
         for name, label in session_datasets().items():
             c1, c2 = st.columns([5, 1], vertical_alignment="center")
             c1.text(label)  # a file name is user text: shown as text, never as markdown
