@@ -22,6 +22,7 @@ import torch
 
 import vae
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
+from ui.semi_ui import class_view
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))  # tests point it elsewhere
@@ -117,7 +118,8 @@ def dataset(name: str) -> vae.Dataset:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
-    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics)
+    _ck = _ck.source or _ck  # an M2 seen for one class downloads as the M2 it is
+    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics, _ck.semi)
 
 
 def dataset_for(active: ActiveModel) -> vae.Dataset:
@@ -167,9 +169,9 @@ def current() -> ActiveModel | None:
         st.session_state["model_key"] = key
     _, target = choices[key]
     if isinstance(target, ActiveModel):
-        return target
+        return class_view(target)
     try:
-        return file_model(target)
+        return class_view(file_model(target))  # M2: the plain VAE of this tab's class (ui/semi_ui.py)
     except CheckpointError as exc:
         st.sidebar.error(str(exc))
         return None

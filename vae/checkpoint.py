@@ -56,6 +56,7 @@ class Checkpoint:
     path: Path | None = None
     kind: str = "vae"  # "m2": model is a vae.semi.M2
     semi: dict[str, Any] = field(default_factory=dict)  # M2's labels, alpha, n_classes
+    source: "Checkpoint | None" = None  # on a derived view (M2 seen as one class's VAE): the checkpoint it shows
 
 
 def _json_safe(obj: Any) -> Any:

@@ -10,6 +10,7 @@ Equation numbers below are the paper's. Its L and U are negative bounds (losses,
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -313,7 +314,7 @@ class SemiConfig:
     """What M2 adds to a training run; kept in the checkpoint's metadata."""
     labels: int | None = 100  # label budget; None = every label
     label_seed: int = 0
-    alpha: float = 0.1  # weight of the classification term, eq. (9); set from the data by default_alpha
+    alpha: float | None = None  # weight of the classification term, eq. (9); None: default_alpha
     labelled_batch: int = 100
     max_shift: int = 2  # data augmentation: random shifts of up to this many pixels
 
@@ -346,3 +347,103 @@ class M2Objective:
         t = m2_loss(model, x_unl, x_lab, y_lab, self.alpha, beta, eps_unl=eps_unl, eps_lab=eps_lab)
         labelled = t["loss"] - t["unl_loss"].mean()  # the labelled batch's share of J^alpha: one number
         return {"loss": t["unl_loss"] + labelled, "recon": t["recon"], "kl": t["kl"], "neg_elbo": t["neg_elbo"]}
+
+
+def default_alpha(n_train: int, n_labels: int) -> float:
+    """The paper's alpha = 0.1 N (section 4.2) in our per-image units: J^alpha / N weighs each labelled image's
+    cross-entropy 0.1 N / n_labels times as much as an unlabelled image's bound."""
+    return 0.1 * n_train / max(1, n_labels)
+
+
+def train_m2(model: M2, data: Any, cfg: Any, semi: SemiConfig, on_step=None, on_epoch=None, stop=None,
+             step_every: int = 1) -> tuple[Any, dict[str, Any]]:
+    """Train M2 through vae.training.fit with J^alpha as its objective. Returns fit's result (its final metrics add
+    the held-out "accuracy") and the metadata a checkpoint keeps (the labelled subset included)."""
+    from vae.training import fit
+
+    check_labels(data, semi.labels)
+    idx = choose_labelled(data.y_train, semi.labels, semi.label_seed)
+    alpha = semi.alpha if semi.alpha is not None else default_alpha(len(data.x_train), len(idx))
+    semi = dataclasses.replace(semi, alpha=alpha)
+    objective = M2Objective(data.x_train[idx], data.y_train[idx], alpha, semi.labelled_batch, semi.max_shift, cfg.seed)
+
+    def epoch_end(row: dict[str, Any], m: M2) -> None:
+        row["test_accuracy"] = accuracy(m, data.x_test, data.y_test)  # row is already in the history: it keeps this
+        if on_epoch is not None:
+            on_epoch(row, m)
+
+    result = fit(model, data, cfg, on_step, epoch_end, stop, step_every, objective=objective)
+    if len(data.x_test):
+        result.final["accuracy"] = accuracy(model, data.x_test, data.y_test)
+    meta = {**dataclasses.asdict(semi), "labels": len(idx), "labelled": idx.tolist()}
+    return result, meta
+
+
+# ---------------------------------------------------------------- looking at a trained M2
+@torch.inference_mode()
+def reconstruct_m2(model: M2, x: torch.Tensor):
+    """vae.explore.reconstruct for M2: y is the classifier's argmax, z the posterior mean of q(z|x, y)."""
+    from vae.explore import Reconstruction
+
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    if x.ndim == 3:
+        x = x[None]
+    y = model.predict(x)
+    mu, logvar = model.encode(x, y)
+    logits = model.decode_logits(mu, y)
+    recon = reconstruction_nll(logits, x, model.cfg.likelihood, model.cfg.obs_std)
+    kl = kl_per_dim(mu, logvar).sum(-1)
+    return Reconstruction(torch.sigmoid(logits).cpu(), mu.cpu(), torch.exp(0.5 * logvar).cpu(), recon.cpu(), kl.cpu(),
+                          (recon + kl).cpu())
+
+
+@torch.inference_mode()
+def style_grid(model: M2, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's analogies (figure 1b): row i keeps the style z of image x_i, column y decodes it as class y.
+
+    z is the posterior mean of q(z|x_i, y_i) with y_i the classifier's guess. Returns the images (R, K, C, H, W)
+    and the guesses (R,).
+    """
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    y = model.predict(x)
+    mu, _ = model.encode(x, y)  # (R, L)
+    k = model.n_classes
+    z = mu.repeat_interleave(k, dim=0)  # (R*K, L): each style K times
+    ys = torch.arange(k, device=dev).repeat(len(x))
+    images = model.decode(z, ys).view(len(x), k, *x.shape[1:])
+    return images.cpu(), y.cpu()
+
+
+@torch.inference_mode()
+def predict_all(model: M2, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Class probabilities q(y|x), (N, K), on the CPU."""
+    dev = next(model.parameters()).device
+    return torch.cat([F.softmax(model.classify_logits(x[i: i + batch_size].to(dev)), -1).cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+# The paper's table 1 (MNIST, 50,000 unlabelled images): test error in %, (mean, std) over runs. A reference only.
+PAPER_ERRORS = {
+    "M1+TSVM": {100: (11.82, 0.25), 600: (5.72, 0.049), 1000: (4.24, 0.07), 3000: (3.49, 0.04)},
+    "M2": {100: (11.97, 1.71), 600: (4.94, 0.13), 1000: (3.60, 0.56), 3000: (3.92, 0.63)},
+    "M1+M2": {100: (3.33, 0.14), 600: (2.59, 0.05), 1000: (2.40, 0.02), 3000: (2.18, 0.04)},
+}
+
+
+def compare_on_labels(model: M2, data: Any, labelled: np.ndarray | list[int], m1: VAE | None = None) -> dict[str, float]:
+    """Held-out accuracy of M2's classifier, of a logistic regression on an M1's latent means (the article's probe)
+    and on pixels, the last two trained on exactly M2's labelled images."""
+    from vae.explore import encode
+    from vae.metrics import _logistic_accuracy
+
+    idx = np.asarray(labelled, dtype=np.int64)
+    y_tr, y_te = data.y_train.numpy()[idx], data.y_test.numpy()
+    out = {"m2": accuracy(model, data.x_test, data.y_test), "n_labels": int(len(idx))}
+    out["pixels"] = _logistic_accuracy(data.x_train[idx].flatten(1).numpy(), y_tr, data.x_test.flatten(1).numpy(), y_te)
+    if m1 is not None:
+        mu_tr, _ = encode(m1, data.x_train[idx])
+        mu_te, _ = encode(m1, data.x_test)
+        out["m1_probe"] = _logistic_accuracy(mu_tr.numpy(), y_tr, mu_te.numpy(), y_te)
+    return out
