@@ -161,7 +161,7 @@ class TrainingJob:
             if self.semi is None:
                 self.model = vae.build_model(self.model_config).eval()
             else:
-                self.model = build_m2(self.model_config, check_labels(self.data, self.semi.labels)).eval()
+                self.model = build_m2(self.model_config, check_labels(self.data, self.semi.labels), self.semi.classifier).eval()
             self._snapshot(self.model, None)  # epoch 0: what an untrained decoder makes of the inputs
             self._update(status="running")
             if self.semi is None:

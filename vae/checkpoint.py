@@ -30,7 +30,7 @@ from vae.semi import KIND as M2_KIND, build_m2, is_m2
 
 def _build(kind: str, cfg: ModelConfig, semi: dict[str, Any]):
     if kind == M2_KIND:
-        return build_m2(cfg, semi.get("n_classes"))
+        return build_m2(cfg, semi.get("n_classes"), semi.get("classifier", "arch"))
     return build_model(cfg)
 
 

@@ -45,9 +45,15 @@ def _widen(seq: nn.Sequential, extra: int) -> nn.Sequential:
     return seq
 
 
-def _classifier(cfg: ModelConfig, n_classes: int) -> nn.Sequential:
-    """q(y|x): the encoder's body with a softmax head (the paper's is an MLP; ours follows the registry's arch)."""
-    body = ARCHS[cfg.arch][0](cfg)  # ... -> Linear(hidden, 2L)
+CLASSIFIERS = ("arch", "conv")  # q(y|x) like the registry's encoder of cfg.arch, or always convolutional
+
+
+def _classifier(cfg: ModelConfig, n_classes: int, kind: str = "arch") -> nn.Sequential:
+    """q(y|x): an encoder's body with a softmax head; "arch" follows cfg.arch (the paper's is an MLP), "conv" uses
+    the conv encoder's body whatever cfg.arch is (it runs on the batches only, not once per class: cheap)."""
+    if kind not in CLASSIFIERS:
+        raise ConfigError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {kind!r}")
+    body = ARCHS[cfg.arch if kind == "arch" else "conv"][0](cfg)  # ... -> Linear(hidden, 2L)
     body[-1] = nn.Linear(cfg.hidden, cfg.hidden)
     return nn.Sequential(*body, nn.ReLU(), nn.Linear(cfg.hidden, n_classes))
 
@@ -57,7 +63,7 @@ class M2(nn.Module):
 
     kind = KIND
 
-    def __init__(self, cfg: ModelConfig, n_classes: int):
+    def __init__(self, cfg: ModelConfig, n_classes: int, classifier: str = "arch"):
         super().__init__()
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not 2 <= n_classes <= MAX_CLASSES:
             raise ConfigError(f"n_classes must be an integer in [2, {MAX_CLASSES}], got {n_classes!r}")
@@ -65,7 +71,10 @@ class M2(nn.Module):
         make_encoder, make_decoder = ARCHS[cfg.arch]
         self.encoder = _widen(make_encoder(cfg), n_classes)
         self.decoder = _widen(make_decoder(cfg), n_classes)
-        self.classifier = _classifier(cfg, n_classes)
+        if classifier == "conv" and (cfg.input_shape[1] % 4 or cfg.input_shape[2] % 4):
+            raise ConfigError(f"a conv classifier needs a height and width divisible by 4, got {cfg.input_shape[1:]}")
+        self.classifier = _classifier(cfg, n_classes, classifier)
+        self.classifier_kind = classifier
         self._cut = _first_linear(self.encoder)
 
     # ---- pieces
@@ -127,9 +136,9 @@ class M2(nn.Module):
         return vae.eval()
 
 
-def build_m2(cfg: ModelConfig, n_classes: int = 10) -> M2:
+def build_m2(cfg: ModelConfig, n_classes: int = 10, classifier: str = "arch") -> M2:
     """A freshly initialised M2 for `cfg` with `n_classes` classes."""
-    return M2(cfg, n_classes)
+    return M2(cfg, n_classes, classifier)
 
 
 def is_m2(model: Any) -> bool:
@@ -317,6 +326,7 @@ class SemiConfig:
     alpha: float | None = None  # weight of the classification term, eq. (9); None: default_alpha
     labelled_batch: int = 100
     max_shift: int = 2  # data augmentation: random shifts of up to this many pixels
+    classifier: str = "arch"  # q(y|x): "arch" (like the encoder) or "conv" (see _classifier)
 
 
 class M2Objective:

@@ -10,7 +10,7 @@ from typing import Any
 
 # The settings that reach the targets on mnist5k (see bench/semi_supervised.py and the README): used for
 # every flag the command line leaves out when --semi-supervised is given.
-SEMI_DEFAULTS = {"arch": "mlp", "latent_dim": 16, "epochs": 30, "lr": 1e-3, "batch_size": 100}
+SEMI_DEFAULTS = {"arch": "mlp", "latent_dim": 16, "epochs": 30, "lr": 1e-3, "batch_size": 100, "classifier": "arch"}
 PLAIN_DEFAULTS = {"arch": "mlp", "latent_dim": 16}  # the rest come from TrainConfig()
 
 
@@ -47,6 +47,7 @@ def add_arguments(t: argparse.ArgumentParser) -> None:
     g.add_argument("--label-seed", type=int, default=0, help="seed of the labelled subset")
     g.add_argument("--alpha", type=float, default=None, help="weight of the classification term, eq. (9) (default: see README)")
     g.add_argument("--max-shift", type=int, default=2, help="augmentation: random shifts of up to this many pixels")
+    g.add_argument("--classifier", default=None, choices=["arch", "conv"], help="q(y|x) like the encoder (arch) or convolutional")
 
 
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,14 +71,15 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     name = args.dataset or "mnist5k"
     data = load_dataset(name, root=args.root, download=args.download, image_size=args.image_size, grey=not args.rgb)
     n_classes = check_labels(data, args.labels)
-    semi = SemiConfig(labels=args.labels, label_seed=args.label_seed, alpha=args.alpha, max_shift=args.max_shift)
+    semi = SemiConfig(labels=args.labels, label_seed=args.label_seed, alpha=args.alpha, max_shift=args.max_shift,
+                      classifier=args.classifier)
     train_cfg = TrainConfig(dataset=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
                             warmup_epochs=args.warmup, schedule=args.schedule, seed=args.seed, threads=args.threads,
                             device=args.device, eval_every=args.eval_every, extra={"model": "m2"})
     model_cfg = ModelConfig(arch=args.arch, input_shape=data.shape, latent_dim=args.latent_dim, hidden=args.hidden,
                             likelihood=args.likelihood, obs_std=args.obs_std)
     torch.manual_seed(args.seed)
-    model = build_m2(model_cfg, n_classes)
+    model = build_m2(model_cfg, n_classes, semi.classifier)
     stop = StopFlag()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the step, save what we have
     try:
