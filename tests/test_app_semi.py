@@ -95,3 +95,24 @@ def test_train_m2_refuses_impossible_budgets(checkpoint_dir, monkeypatch, budget
     next(b for b in at.button if b.label == "Start training").click().run()
     assert any(match in e.value for e in at.error), [e.value for e in at.error]
     assert "train_job" not in at.session_state
+
+
+def test_train_m2_one_epoch_shows_accuracy_and_saves_an_m2(checkpoint_dir):
+    at = run_app("train")
+    at.get("button_group")[0].set_value("m2").run()
+    at.selectbox(key="tr_dataset_m2").set_value("digits")
+    at.number_input(key="tr_epochs_m2").set_value(1)
+    at.number_input(key="tr_hidden_m2").set_value(64)
+    at.selectbox(key="tr_labels").set_value(100)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert_clean(at)
+    job = at.session_state["train_job"]
+    assert job.join(timeout=300) and job.result.status == "finished", job.progress().message
+    assert 0 <= job.result.history[-1]["test_accuracy"] <= 1
+    at.run()
+    assert_clean(at)
+    ck = job.checkpoint()
+    assert ck.kind == "m2" and ck.semi["labels"] == 100 and len(ck.semi["labelled"]) == 100
+    at.button(key=f"tr_save:{job.id}").click().run()
+    saved = list(checkpoint_dir.glob("digits-*m2-100*.safetensors"))
+    assert saved and vae.load_checkpoint(saved[0]).kind == "m2"

@@ -14,9 +14,9 @@ from vae.semi import (M2, LabelError, build_m2, check_labels, choose_labelled, e
                       m2_loss, shift, unlabelled_bound)
 
 
-def tiny_m2(arch: str = "mlp", shape=(1, 8, 8), k: int = 10, seed: int = 0) -> M2:
+def tiny_m2(arch: str = "mlp", shape=(1, 8, 8), k: int = 10, seed: int = 0, classifier: str = "arch") -> M2:
     torch.manual_seed(seed)
-    return build_m2(ModelConfig(arch=arch, input_shape=shape, latent_dim=4, hidden=32), k)
+    return build_m2(ModelConfig(arch=arch, input_shape=shape, latent_dim=4, hidden=32), k, classifier)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -126,10 +126,10 @@ def test_shift_moves_whole_pixels_and_lets_zeros_in():
 
 
 # ---------------------------------------------------------------- checkpoints
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_m2_checkpoint_round_trip(tmp_path, arch):
-    model = tiny_m2(arch)
-    semi = {"labels": 10, "label_seed": 3, "labelled": [1, 5, 9], "alpha": 1.5}
+@pytest.mark.parametrize("arch, classifier", [("mlp", "arch"), ("conv", "arch"), ("mlp", "conv")])
+def test_m2_checkpoint_round_trip(tmp_path, arch, classifier):
+    model = tiny_m2(arch, classifier=classifier)
+    semi = {"labels": 10, "label_seed": 3, "labelled": [1, 5, 9], "alpha": 1.5, "classifier": classifier}
     path = save_checkpoint(tmp_path / "m2.safetensors", model, None, "digits", [], {"accuracy": 0.5}, semi=semi)
     ck = load_checkpoint(path)
     assert ck.kind == "m2" and isinstance(ck.model, M2) and ck.model.n_classes == 10
@@ -155,3 +155,18 @@ def test_m2_checkpoint_with_a_hostile_class_count_is_refused(tmp_path):
     save_file(tensors, tmp_path / "bad.safetensors", metadata={**meta, "model_kind": json.dumps("gan")})
     with pytest.raises(CheckpointError, match="unknown model kind"):
         load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_a_small_m2_beats_chance_on_digits_with_10_labels(digits):
+    """Through vae.training.fit with J^alpha as the objective: one label per class, a few epochs."""
+    from vae.config import TrainConfig
+    from vae.semi import SemiConfig, train_m2
+
+    model = tiny_m2(seed=1)
+    cfg = TrainConfig(dataset="digits", epochs=6, batch_size=100, lr=3e-3, threads=1, device="cpu")
+    result, meta = train_m2(model, digits, cfg, SemiConfig(labels=10, label_seed=0))
+    assert result.status == "finished" and len(result.history) == 6
+    assert meta["labels"] == 10 and np.bincount(digits.y_train.numpy()[meta["labelled"]]).tolist() == [1] * 10
+    assert all("test_accuracy" in row for row in result.history)
+    assert result.final["accuracy"] > 0.3  # chance is 0.1
+    assert math.isfinite(result.final["neg_elbo"])

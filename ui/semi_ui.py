@@ -89,3 +89,14 @@ def class_selector_ui(active, key: str = "m2_class_picker") -> int | None:
                          format_func=lambda i: names[i] if i < len(names) else str(i), default=y, key=key,
                          on_change=picked)
     return y
+
+
+def m2_note(active, where) -> None:
+    """One line under the model picker for M2 models: the pages show one class's VAE."""
+    ck = m2_of(active)
+    if ck is not None:
+        y = chosen_class(ck.model.n_classes)
+        acc = ck.metrics.get("accuracy")
+        where.caption(f"M2 (semi-supervised{f', held-out accuracy {100 * acc:.1f} %' if isinstance(acc, float) else ''}): "
+                      f"the pages show its VAE for class y = {y} (choose y on Explore); its classifier, label budget "
+                      "and style grid are on **Semi-supervised**.")

@@ -22,7 +22,7 @@ import torch
 
 import vae
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
-from ui.semi_ui import class_view
+from ui.semi_ui import class_view, m2_note
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))  # tests point it elsewhere
@@ -258,6 +258,7 @@ def model_sidebar() -> None:
         neg_elbo = active.ck.metrics.get("neg_elbo")
         picker.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
+        m2_note(active, picker)  # an M2 model: which class the pages show, and where its own figures are
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
         picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),
                                file_name=f"{active.label}.safetensors", mime="application/octet-stream",
