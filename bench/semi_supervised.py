@@ -24,22 +24,24 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vae.checkpoint import load_checkpoint  # noqa: E402
+from vae.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from vae.config import ModelConfig, TrainConfig  # noqa: E402
 from vae.data import load_dataset  # noqa: E402
 from vae.semi import SemiConfig, build_m2, choose_labelled, compare_on_labels, train_m2  # noqa: E402
 from vae.semi_cli import SEMI_DEFAULTS  # noqa: E402
 
 
-def run_m2(data, labels: int, seed: int, epochs: int, alpha: float | None) -> tuple[object, dict, float]:
-    """One M2 run with the CLI's defaults; returns the model, its semi metadata and the training seconds."""
+def run_m2(data, labels: int, seed: int, epochs: int, alpha: float | None):
+    """One M2 run with the CLI's defaults; returns the model, its semi metadata, fit's result and the config."""
     d = SEMI_DEFAULTS
     torch.manual_seed(seed)
     model = build_m2(ModelConfig(arch=d["arch"], input_shape=data.shape, latent_dim=d["latent_dim"]), 10, d["classifier"])
+    # the CLI's SemiConfig: its classifier kind goes into the checkpoint's metadata
     cfg = TrainConfig(dataset="mnist5k", epochs=epochs, batch_size=d["batch_size"], lr=d["lr"], seed=seed, threads=1,
                       device="cpu", eval_every=epochs)
-    result, meta = train_m2(model, data, cfg, SemiConfig(labels=labels, label_seed=seed, alpha=alpha))
-    return model, meta, result.seconds
+    result, meta = train_m2(model, data, cfg, SemiConfig(labels=labels, label_seed=seed, alpha=alpha,
+                                                         classifier=d["classifier"]))
+    return model, meta, result, cfg
 
 
 def main() -> None:
@@ -50,6 +52,7 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=None)
     p.add_argument("--m1", default=str(ROOT / "checkpoints" / "mnist5k-mlp-z16.safetensors"))
     p.add_argument("--quick", action="store_true", help="100 labels, seed 0, 3 epochs")
+    p.add_argument("--save", default=None, help="save the first run's M2 (first --labels, first seed) here")
     p.add_argument("--out", default=None, help="also write the table as JSON (the Semi-supervised page reads docs/semi_supervised.json)")
     args = p.parse_args()
     if args.quick:
@@ -64,7 +67,11 @@ def main() -> None:
         acc: dict[str, list[float]] = {"M2": [], "M1 probe": [], "pixels": []}
         secs: list[float] = []
         for seed in args.seeds:
-            model, meta, seconds = run_m2(data, n, seed, args.epochs, args.alpha)
+            model, meta, result, cfg = run_m2(data, n, seed, args.epochs, args.alpha)
+            seconds = result.seconds
+            if args.save and (n, seed) == (args.labels[0], args.seeds[0]):  # the first run: the shipped checkpoint
+                metrics = {**result.final, "status": result.status, "seconds": result.seconds}
+                save_checkpoint(args.save, model, cfg, "mnist5k", result.history, metrics, semi=meta)
             assert np.array_equal(meta["labelled"], choose_labelled(data.y_train, n, seed))
             res = compare_on_labels(model, data, meta["labelled"], m1)
             acc["M2"].append(res["m2"])

@@ -20,8 +20,8 @@ from ui.training_job import TrainingJob
 from ui.widgets import show_image
 from vae.app_support import COLLAPSE_NATS, checkpoint_target, collapsed_dims
 from vae.checkpoint import CheckpointError
-from vae.semi import LabelError, SemiConfig, check_labels
-from ui.semi_ui import M2_SETTINGS, accuracy_figure, label_budget_ui, model_kind_ui
+from vae.semi import LabelError, SemiConfig, check_labels, classifier_for
+from ui.semi_ui import M2_CLASSIFIER, M2_SETTINGS, accuracy_figure, label_budget_ui, model_kind_ui
 
 DATASETS = ["mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10", "folder…"]
 LIKELIHOODS = {"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}
@@ -93,7 +93,7 @@ def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae
     except (vae.ConfigError, vae.DataError, LabelError) as exc:
         st.error(f"These settings cannot train a model: {exc}", icon=":material/error:")
         return None
-    return mc, tc, name, (SemiConfig(labels=v["labels"]) if semi else None)
+    return mc, tc, name, (SemiConfig(labels=v["labels"], classifier=classifier_for(data.shape, M2_CLASSIFIER)) if semi else None)
 
 
 def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str, semi: SemiConfig | None = None) -> TrainingJob:

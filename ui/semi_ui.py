@@ -12,6 +12,7 @@ from vae.semi_cli import SEMI_DEFAULTS
 
 KINDS = {"vae": "VAE (the article's)", "m2": "semi-supervised (M2)"}
 BUDGETS = [10, 100, 1000, None]  # None: every label
+M2_CLASSIFIER = SEMI_DEFAULTS["classifier"]
 M2_SETTINGS = dict(dataset="mnist5k", folder="", arch=SEMI_DEFAULTS["arch"], latent_dim=SEMI_DEFAULTS["latent_dim"],
                    hidden=512, likelihood="bernoulli", beta=1.0, warmup=0.0, epochs=SEMI_DEFAULTS["epochs"],
                    batch_size=SEMI_DEFAULTS["batch_size"], lr=SEMI_DEFAULTS["lr"], seed=0, labels=100)

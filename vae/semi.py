@@ -138,6 +138,11 @@ class M2(nn.Module):
         return vae.eval()
 
 
+def classifier_for(shape: tuple[int, int, int], preferred: str) -> str:
+    """The preferred kind of q(y|x) where the image fits it (conv needs sides divisible by 4), else "arch"."""
+    return preferred if preferred != "conv" or (shape[1] % 4 == 0 and shape[2] % 4 == 0) else "arch"
+
+
 def build_m2(cfg: ModelConfig, n_classes: int = 10, classifier: str = "arch") -> M2:
     """A freshly initialised M2 for `cfg` with `n_classes` classes."""
     return M2(cfg, n_classes, classifier)
