@@ -171,9 +171,11 @@ def labelled_bound(model: M2, x: torch.Tensor, y: torch.Tensor, generator: torch
     mu, logvar = model.encode_features(model.features(x) if h is None else h, y1)
     z = model.reparameterize(mu, logvar, generator) if eps is None else mu + torch.exp(0.5 * logvar) * eps
     recon = reconstruction_nll(model.decode_logits(z, y1), x, model.cfg.likelihood, model.cfg.obs_std)
-    kl = kl_per_dim(mu, logvar).sum(dim=-1)  # the analytic E_q[log q(z|x,y) - log p(z)] (paper's appendix B)
+    kl_dims = kl_per_dim(mu, logvar)  # the analytic E_q[log q(z|x,y) - log p(z)] (paper's appendix B), (B, L)
+    kl = kl_dims.sum(dim=-1)
     log_k = math.log(model.n_classes)  # -log p(y) for the uniform prior p(y) = 1/K
-    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl + log_k, "loss": recon + beta * kl + log_k}
+    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl + log_k, "loss": recon + beta * kl + log_k,
+            "kl_dims": kl_dims}
 
 
 def unlabelled_bound(model: M2, x: torch.Tensor, generator: torch.Generator | None = None, beta: float = 1.0,
@@ -189,12 +191,14 @@ def unlabelled_bound(model: M2, x: torch.Tensor, generator: torch.Generator | No
     x_k = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)  # (K*B, C, H, W)
     eps_k = None if eps is None else eps[:, :k].transpose(0, 1).flatten(0, 1)  # (K*B, L), y-major like ys
     t = labelled_bound(model, x_k, ys, generator, h=h.repeat(k, 1), beta=beta, eps=eps_k)
+    kl_dims = t.pop("kl_dims").view(k, b, -1)  # (K, B, L)
     per_y = {name: v.view(k, b).t() for name, v in t.items()}  # (B, K)
     entropy = -(q * log_q).sum(dim=-1)  # H(q(y|x))
     out = {name: (q * v).sum(dim=-1) for name, v in per_y.items()}
     out["neg_elbo"] = out["neg_elbo"] - entropy
     out["loss"] = out["loss"] - entropy
     out["entropy"] = entropy
+    out["kl_dims"] = (q.t().unsqueeze(-1) * kl_dims).sum(dim=0)  # (B, L): each dimension's KL under q(y|x)
     out["per_y"] = per_y["neg_elbo"]
     return out
 
