@@ -16,7 +16,8 @@ from vae.semi import (M2, LabelError, build_m2, check_labels, choose_labelled, e
 
 def tiny_m2(arch: str = "mlp", shape=(1, 8, 8), k: int = 10, seed: int = 0, classifier: str = "arch") -> M2:
     torch.manual_seed(seed)
-    return build_m2(ModelConfig(arch=arch, input_shape=shape, latent_dim=4, hidden=32), k, classifier)
+    # eval mode: the classifier's dropout off, so that two calls see the same q(y|x)
+    return build_m2(ModelConfig(arch=arch, input_shape=shape, latent_dim=4, hidden=32), k, classifier).eval()
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -162,7 +163,7 @@ def test_a_small_m2_beats_chance_on_digits_with_10_labels(digits):
     from vae.config import TrainConfig
     from vae.semi import SemiConfig, train_m2
 
-    model = tiny_m2(seed=1)
+    model = tiny_m2(seed=1).train()
     cfg = TrainConfig(dataset="digits", epochs=6, batch_size=100, lr=3e-3, threads=1, device="cpu")
     result, meta = train_m2(model, digits, cfg, SemiConfig(labels=10, label_seed=0))
     assert result.status == "finished" and len(result.history) == 6
@@ -170,3 +171,46 @@ def test_a_small_m2_beats_chance_on_digits_with_10_labels(digits):
     assert all("test_accuracy" in row for row in result.history)
     assert result.final["accuracy"] > 0.3  # chance is 0.1
     assert math.isfinite(result.final["neg_elbo"])
+
+
+# ---------------------------------------------------------------- the command line
+def test_cli_trains_an_m2_and_reports_its_accuracy(tmp_path, capsys):
+    import json
+
+    from vae.__main__ import main
+
+    out = tmp_path / "m2.safetensors"
+    rc = main(["train", "--dataset", "digits", "--semi-supervised", "--labels", "20", "--epochs", "1", "--hidden", "32",
+               "--latent-dim", "4", "--threads", "1", "--device", "cpu", "--out", str(out), "--json"])
+    assert rc == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["labels"] == 20 and 0 <= last["test_accuracy"] <= 1 and last["model"] == "m2"
+    ck = load_checkpoint(out)
+    assert ck.kind == "m2" and len(ck.semi["labelled"]) == 20 and ck.semi["classifier"] == "conv"  # 8x8 fits conv
+    assert main(["evaluate", str(out), "--iwae-k", "5", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ev["model"] == "m2" and ev["accuracy"] == pytest.approx(last["test_accuracy"]) and math.isfinite(ev["iwae_nll"])
+    assert main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["model"] == "m2"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--dataset", "digits", "--labels", "1501"], "more than the 1500 training images"),
+    (["--dataset", "digits", "--labels", "9"], "below one label per class"),
+    (["--dataset", "digits", "--labels", "0"], "at least one label"),
+    (["--dataset", "FOLDER"], "no class labels"),
+])
+def test_cli_bad_label_budgets_and_unlabelled_data_exit_2(tmp_path, capsys, argv, match):
+    from PIL import Image
+
+    from vae.__main__ import main
+
+    folder = tmp_path / "flat"  # images without sub-folders: no labels
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((28, 28), i * 20, np.uint8)).save(folder / f"{i}.png")
+    argv = [a.replace("FOLDER", f"folder:{folder}") for a in argv]
+    rc = main(["train", "--semi-supervised", *argv, "--epochs", "1", "--out", str(tmp_path / "x.safetensors")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and match in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.safetensors").exists()
