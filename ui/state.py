@@ -25,6 +25,7 @@ import vae
 from ui import safe, user_data
 from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
+from ui.semi_ui import class_view, m2_note
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))  # tests point it elsewhere
@@ -151,7 +152,8 @@ def dataset(name: str) -> vae.Dataset:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
-    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics)
+    _ck = _ck.source or _ck  # an M2 seen for one class downloads as the M2 it is
+    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics, _ck.semi)
 
 
 def dataset_for(active: ActiveModel) -> vae.Dataset:
@@ -201,9 +203,9 @@ def current() -> ActiveModel | None:
         st.session_state["model_key"] = key
     _, target = choices[key]
     if isinstance(target, ActiveModel):
-        return target
+        return class_view(target)
     try:
-        return file_model(target)
+        return class_view(file_model(target))  # M2: the plain VAE of this tab's class (ui/semi_ui.py)
     except CheckpointError as exc:
         st.sidebar.error(safe.error(exc))
         return None
@@ -290,6 +292,7 @@ def model_sidebar() -> None:
         neg_elbo = active.ck.metrics.get("neg_elbo")
         picker.caption(f"{md(user_data.display_name(active.ck.dataset))} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
+        m2_note(active, picker)  # an M2 model: which class the pages show, and where its own figures are
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
         picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),
                                file_name=f"{active.label}.safetensors", mime="application/octet-stream",
