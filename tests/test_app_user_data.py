@@ -90,6 +90,10 @@ def test_upload_a_labelled_zip_then_train_on_it(upload_dir, loads):
     assert job.label == "shapes-mlp-z2"  # a default save name from the file, not the token
     assert sorted(set(job.map_labels.tolist())) == [0, 1]
     assert job.model_config.input_shape == (1, 16, 16) and name in loads
+    assert name in state._DATA
+    at.run()
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert name not in state._DATA and not (upload_dir / token).exists()  # the loaded copy goes with the folder
 
 
 def test_uploaded_image_files_in_rgb():

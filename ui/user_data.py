@@ -83,7 +83,19 @@ class _Space:
 
 def _remove_all(tokens: dict) -> None:
     for token in list(tokens):
-        imagesets.remove_upload(token)
+        _remove(token)
+
+
+def _remove(token: str) -> None:
+    """Delete an upload's folder and drop its loaded copy from the server's data-set cache."""
+    imagesets.remove_upload(token)
+    try:
+        from ui import state  # imported here: ui.state imports this module
+
+        with state._DATA_LOCK:  # noqa: SLF001 - the loaded tensors (up to 128 MB) go with the folder
+            state._DATA.pop(f"upload:{token}", None)  # noqa: SLF001
+    except Exception:  # noqa: BLE001 - at interpreter exit the module may be gone; the folder is what matters
+        pass
 
 
 def _session_id() -> str:
@@ -172,7 +184,7 @@ def remove(name: str) -> None:
     space = _space()
     if token in space.tokens:
         del space.tokens[token]
-        imagesets.remove_upload(token)
+        _remove(token)
 
 
 # ---------------------------------------------------------------- the sweep: folders whose session has ended
@@ -231,7 +243,7 @@ def sweep(now: float | None = None) -> list[str]:
             continue
         if pid != os.getpid():
             if not _pid_alive(pid):  # its server was killed: nobody can reach it any more
-                imagesets.remove_upload(token)
+                _remove(token)
                 removed.append(token)
             continue
         alive = _session_alive(owner)
@@ -239,7 +251,7 @@ def sweep(now: float | None = None) -> list[str]:
             _LAST_SEEN[token] = now
             continue
         if now - _LAST_SEEN.get(token, meta.get("created", now)) > GRACE_S:
-            imagesets.remove_upload(token)
+            _remove(token)
             _LAST_SEEN.pop(token, None)
             removed.append(token)
     return removed
