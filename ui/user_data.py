@@ -167,8 +167,10 @@ def add_upload(files: list[tuple[str, bytes]], grey: bool, size: int) -> tuple[s
     """Read uploaded files under the limits, store them for this tab; returns the data set's name and the report."""
     space = _space()
     channels = 1 if grey else 3
+    sid = _session_id()
     x, labels, report = imagesets.read_upload(
-        files, channels, size, before_decode=lambda n: _cap_check(space, n, n * channels * size * size))
+        files, channels, size, before_decode=lambda n: _cap_check(space, n, n * channels * size * size),
+        should_stop=lambda: _session_alive(sid) is False)  # the tab has gone: stop decoding for it
     if len(x) < imagesets.MIN_IMAGES:
         raise vae.DataError(f"{report.summary()}: at least {imagesets.MIN_IMAGES} readable images are needed")
     title = files[0][0] if len(files) == 1 else f"{len(files)} files"
