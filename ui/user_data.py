@@ -23,6 +23,7 @@ from pathlib import Path
 import streamlit as st
 
 import vae
+from ui import safe
 from vae import imagesets
 
 SESSION_CAP_MB = int(os.environ.get("VAE_EXPLORER_UPLOAD_SESSION_MB", 256))  # disk per browser tab
@@ -271,11 +272,6 @@ def _release(files) -> None:
         mgr.remove_file(_session_id(), f.file_id)
 
 
-def _plain(text: str) -> str:
-    """Messages may quote names from the user's files: escape what markdown would turn into links or formatting."""
-    return "".join("\\" + ch if ch in "\\`*_[]()<>$#~|" else ch for ch in text)
-
-
 def upload_panel() -> None:
     """Upload images into this tab, list and remove its uploads; a new upload is preselected in Train's form."""
     with st.expander("Your own images: upload a .zip or image files", expanded=bool(st.session_state.get("ud_open"))):
@@ -313,7 +309,7 @@ def upload_panel() -> None:
                     st.session_state["ud_version"] = version + 1  # a fresh uploader: the browser forgets the files
                 st.rerun()  # drawn again: the fresh uploader, the message, the form with the new data set
         kind, message = st.session_state.pop("ud_message", (None, None))
-        message = _plain(message or "")
+        message = safe.md(message or "")  # messages quote names from the user's files
         if kind == "error":
             st.error(message, icon=":material/block:")
         elif kind == "success":
