@@ -16,7 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import vae
-from ui import safe, state, user_data
+from ui import safe, state
 from ui.training_job import TrainingJob
 from vae.checkpoint import checkpoint_target
 from vae.checkpoint import CheckpointError, from_bytes, to_bytes
@@ -161,8 +161,8 @@ def test_hostile_names_are_escaped_on_every_page(checkpoint_dir):
         at = hostile_app(page)
         assert at.session_state["model_key"] == "upload:hostile"
         shown[page] = assert_escaped(at)
-    # Every page but Train and Reconstruct (before an upload) names the model or says its data set cannot be loaded;
-    # the map's refusal (no data root: ui.user_data) does not repeat the path.
+    # Every page but Train, Reconstruct (before an upload) and the map names the model or its data set; the map only says
+    # that a folder outside the data root is not read, without repeating the folder's name.
     assert [p for p, n in shown.items() if n == 0] == ["train", "map", "reconstruct"]
 
 
@@ -246,7 +246,7 @@ def test_data_sets_load_concurrently_and_a_shared_one_loads_once(monkeypatch):
         return real("digits")
 
     monkeypatch.setattr(vae, "load_dataset", load)
-    monkeypatch.setattr(user_data, "check_access", lambda name: None)  # the loader, not the data root, is tested here
+    monkeypatch.setattr(state.user_data, "check_access", lambda name: None)  # as if under the server's data root
     slow = state.prefetch_dataset("folder:/test/slow-scan")
     slow_again = state.prefetch_dataset("folder:/test/slow-scan")
     other_slow = state.prefetch_dataset("folder:/test/another-scan")
@@ -274,7 +274,7 @@ def test_a_failed_load_reports_and_is_retried(monkeypatch):
         return "ok"
 
     monkeypatch.setattr(vae, "load_dataset", load)
-    monkeypatch.setattr(user_data, "check_access", lambda name: None)  # the loader, not the data root, is tested here
+    monkeypatch.setattr(state.user_data, "check_access", lambda name: None)  # as if under the server's data root
     first = state.prefetch_dataset("folder:/test/flaky")
     with pytest.raises(vae.DataError):
         first.result(timeout=20)

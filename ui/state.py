@@ -73,14 +73,14 @@ MAX_FOLDER_LOADS = 2
 _FOLDER_SLOTS = threading.BoundedSemaphore(MAX_FOLDER_LOADS)
 
 
-def _load_into(fut: Future, name: str) -> None:
+def _load_into(fut: Future, name: str, options: dict) -> None:
     """Load one data set into its future (run on the data set's own thread)."""
     if not fut.set_running_or_notify_cancel():
         return
     slots = _FOLDER_SLOTS if ":" in name else contextlib.nullcontext()
     try:
         with slots:
-            fut.set_result(vae.load_dataset(name, **user_data.load_options(name)))
+            fut.set_result(vae.load_dataset(name, **options))
     except BaseException as exc:  # noqa: BLE001 - the page that waits for it shows the error
         fut.set_exception(exc)
 
@@ -99,7 +99,7 @@ def _submit(name: str) -> Future:
         fut = _DATA.get(name)
         if fut is None or (fut.done() and fut.exception() is not None):  # failed loads are retried
             fut = Future()
-            threading.Thread(target=_load_into, args=(fut, name), daemon=True,
+            threading.Thread(target=_load_into, args=(fut, name, user_data.load_options(name)), daemon=True,
                              name=f"vae-data-{name[:40]}").start()
             _DATA[name] = fut
         _DATA.move_to_end(name)
