@@ -121,8 +121,11 @@ def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
 
 
 def dataset_for(active: ActiveModel) -> vae.Dataset:
-    """The data set the model was trained on (folder data sets are re-read at the model's size)."""
-    return dataset(active.ck.dataset)
+    """The data set the model was trained on; vae.DataError says in one line why it cannot be used with the model."""
+    data = dataset(active.ck.dataset)
+    if (reason := vae.dataset_fits(active.ck, data)) is not None:
+        raise vae.DataError(reason)
+    return data
 
 
 def checkpoint_files() -> list[Path]:
