@@ -2,6 +2,7 @@
 say in one line that the model's data set cannot be used, and saves that clear their killed predecessors' leftovers."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -212,3 +213,43 @@ def test_a_save_leaves_the_temporary_files_of_live_writers_alone(tmp_path):
         holder.wait()
     vae.save_checkpoint(target, _tiny(), None, "digits")  # its writer is gone now: the file is a leftover
     assert not live.exists() and other.exists()
+
+
+# ---------------------------------------------------------------- pages with a model whose data set cannot be used
+
+PAGES = ["home", "explore", "map", "reconstruct", "generate", "interpolate", "denoise", "evaluate", "train"]
+
+
+@pytest.fixture
+def odd_models(tmp_path, monkeypatch, digits):
+    """Two valid 8x8 models in a private checkpoints/: one names a data set of other images, one a data set that
+    does not exist."""
+    from ui import state
+
+    folder = tmp_path / "checkpoints"
+    model = vae.build_model(vae.ModelConfig(input_shape=(1, 8, 8), latent_dim=2, hidden=16))
+    vae.fit(model, digits, vae.TrainConfig(dataset="digits", epochs=1, threads=1, device="cpu"))
+    paths = {why: vae.save_checkpoint(folder / f"{why}.safetensors", model, None, dataset, [{"epoch": 1}], {})
+             for why, dataset in [("misfit", "shapes"), ("missing", "no-such-set")]}
+    monkeypatch.setattr(state, "CHECKPOINT_DIR", folder)
+    for name in ("shapes", "no-such-set"):  # loaded (or failed) before the pages ask: no "loading…" in between
+        with contextlib.suppress(vae.DataError):
+            state.prefetch_dataset(name).result()
+    return paths
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_say_in_one_line_that_the_data_set_cannot_be_used(odd_models, page):
+    from streamlit.testing.v1 import AppTest
+
+    for why, path in odd_models.items():
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.session_state["model_key"] = f"path:{path}"
+        at.run().switch_page(f"pages/{page}.py").run()
+        if page == "explore":
+            next(b for b in at.button if b.label == "Start from this image").click().run()
+        assert [e.value for e in at.exception] == [], (why, page)
+        texts = [e.value for e in [*at.error, *at.warning, *at.info, *at.caption, *at.markdown]]
+        if page in ("map", "explore") or (page == "home" and why == "misfit"):
+            expected = "the model expects (1, 8, 8)" if why == "misfit" else "no-such-set"
+            assert any(expected in t for t in texts), (why, page, texts)

@@ -103,7 +103,7 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
 def dataset_ready(name: str) -> bool:
     with _DATA_LOCK:
         fut = _DATA.get(name)
-    return fut is not None and fut.done() and fut.exception() is None
+    return fut is not None and fut.done()  # a failed load answers at once too: dataset() raises its DataError
 
 
 def dataset(name: str) -> vae.Dataset:

@@ -349,8 +349,8 @@ def dataset_fits(ck: Checkpoint, data: Dataset) -> str | None:
     """Why the checkpoint's model cannot read this data set, in one line; None when its images fit the model."""
     shape = ck.model_config.input_shape
     if tuple(data.shape) != shape:
-        return (f"data set {data.name!r} has images of shape {tuple(data.shape)}; the model expects {shape} "
-                f"(it was trained on {ck.dataset!r})")
+        trained_on = f" (it was trained on {ck.dataset!r})" if ck.dataset != data.name else ""
+        return f"data set {data.name!r} has images of shape {tuple(data.shape)}; the model expects {shape}{trained_on}"
     return None
 
 
