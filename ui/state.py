@@ -138,7 +138,7 @@ def dataset_ready(name: str) -> bool:
         return True
     with _DATA_LOCK:
         fut = _DATA.get(name)
-    return fut is not None and fut.done() and fut.exception() is None
+    return fut is not None and fut.done()  # a failed load answers at once too: dataset() raises its DataError
 
 
 def dataset(name: str) -> vae.Dataset:
@@ -157,8 +157,11 @@ def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
 
 
 def dataset_for(active: ActiveModel) -> vae.Dataset:
-    """The data set the model was trained on (folder data sets are re-read at the model's size)."""
-    return dataset(active.ck.dataset)
+    """The data set the model was trained on; vae.DataError says in one line why it cannot be used with the model."""
+    data = dataset(active.ck.dataset)
+    if (reason := vae.dataset_fits(active.ck, data)) is not None:
+        raise vae.DataError(reason)
+    return data
 
 
 def checkpoint_files() -> list[Path]:
