@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import state
 from ui.plots import curves_figure
-from ui.widgets import show_image
+from ui.widgets import key_value_table, show_image
 from vae.app_support import reparameterization_example
 
 EXAMPLE_INDEX = 0  # the held-out image whose numbers illustrate the reparameterization
@@ -105,7 +105,7 @@ def model_card_ui(active: state.ActiveModel) -> None:
             rows[label] = f"{m[key]:.2f} nats"
     if isinstance(m.get("seconds"), (int, float)):
         rows["training time"] = f"{m['seconds']:.0f} s"
-    st.table({"": list(rows), "value": [str(v) for v in rows.values()]})
+    key_value_table(rows)
 
 
 intro_ui()

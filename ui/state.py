@@ -125,8 +125,24 @@ def dataset_for(active: ActiveModel) -> vae.Dataset:
     return dataset(active.ck.dataset)
 
 
+_LISTING: dict[str, tuple[int, list[Path]]] = {}  # folder -> (its mtime_ns, its listing)
+
+
 def checkpoint_files() -> list[Path]:
-    return vae.list_checkpoints(CHECKPOINT_DIR)
+    """The folder's checkpoints, newest first; listed again only when the folder changes (a save, a delete).
+
+    Every rerun asks several times (sidebar, current model, pages): one stat of the folder instead of a glob and a
+    stat per file. Saves replace files by os.replace, which changes the folder's mtime too.
+    """
+    try:
+        mtime = CHECKPOINT_DIR.stat().st_mtime_ns
+    except OSError:
+        return []
+    hit = _LISTING.get(str(CHECKPOINT_DIR))
+    if hit is None or hit[0] != mtime:
+        hit = (mtime, vae.list_checkpoints(CHECKPOINT_DIR))
+        _LISTING[str(CHECKPOINT_DIR)] = hit
+    return list(hit[1])
 
 
 def add_session_model(ck: Checkpoint, label: str) -> ActiveModel:
