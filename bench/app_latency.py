@@ -242,6 +242,15 @@ def server_pid(url: str) -> int | None:
     return None
 
 
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds the server has used so far (user + system, all threads): a figure the load average moves less."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, TypeError, IndexError, ValueError):
+        return float("nan")
+
+
 def rss_mb(pid: int | None) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -295,19 +304,28 @@ class OtherTabTraining:
         print("  (" + (out.strip().splitlines() or ["trainer: no output"])[-1] + ")", flush=True)
 
 
-def measure_rows(page, url: str, args, note: str) -> None:
+def measure_rows(page, url: str, args, note: str, pid: int | None) -> None:
+    c0 = cpu_s(pid)
     opens = page_opens(page, url, args.page_rounds)
     every = [ms for v in opens.values() for ms in v]
+    per_open = (cpu_s(pid) - c0) / ((args.page_rounds + 1) * len(PAGES)) * 1000
+    print(f"  server CPU per page open: {per_open:.0f} ms (all its threads; mean over every open, warm-up included)")
     print("  open a page, per page p50: " + ", ".join(f"/{p} {np.percentile(v, 50):.0f}" for p, v in opens.items())
           + " ms", flush=True)
     stats(f"open a page ({note})", every, "<= 500 ms idle", row=f"open a page, {note}")
+    c0 = cpu_s(pid)
     server, live = slider_latency(page, url, args.repeats)
+    print(f"  server CPU per slider release: {(cpu_s(pid) - c0) / (args.repeats + 2) * 1000:.0f} ms "
+          "(opening /explore included)")
     stats(f"slider release -> server-decoded image painted ({note})", server, "p95 <= 100 ms",
           row=f"slider release -> server-decoded image painted, {note}")
     if live:
         stats(f"slider -> live control's canvas painted, decoded in the browser ({note})", live, "p95 <= 100 ms",
               row=f"slider -> in-browser decode painted, {note}")
+    c0 = cpu_s(pid)
     first, later = map_latency(page, url, args.map_rounds)
+    print(f"  server CPU per map model switch: {(cpu_s(pid) - c0) / (2 * args.map_rounds) * 1000:.0f} ms "
+          "(opening /map and the first switches included)")
     if first and note == "idle":
         print(f"  latent map, 5,000 points, first switch to z16 (encode + PCA): {first[0]:.0f} ms   [load {load():.2f}]")
     stats(f"latent map, 5,000 points, cached model switch ({note})", later, "p95 <= 300 ms",
@@ -349,21 +367,21 @@ def main() -> None:
             open_page(page, url)
             page.get_by_text("VAE latent-space explorer").first.wait_for(timeout=60_000)
             t_home = time.perf_counter() - t0
-            print(f"  cold start: server healthy {t_health:.2f} s, home page interactive {t_home:.2f} s   (target 3 s)"
-                  f"   [load {load0:.2f} at launch]", flush=True)
-            SUMMARY.append(("cold start: server launched -> home page interactive", f"{t_home:.2f} s", f"{load0:.2f}"))
             pid = server_pid(url)
+            print(f"  cold start: server healthy {t_health:.2f} s, home page interactive {t_home:.2f} s   (target 3 s)"
+                  f"   [load {load0:.2f} at launch]; server CPU by then {cpu_s(pid):.2f} s", flush=True)
+            SUMMARY.append(("cold start: server launched -> home page interactive", f"{t_home:.2f} s", f"{load0:.2f}"))
             page_opens(page, url, 0)  # one round over the pages with the default model
             mb = rss_mb(pid)
             print(f"  server resident memory, default model, after a round of pages: {mb:.0f} MB   (target 600 MB)")
             SUMMARY.append(("server resident memory, default model", f"{mb:.0f} MB", f"{load():.2f}"))
 
             print("\nidle (no training anywhere)", flush=True)
-            measure_rows(page, url, args, "idle")
+            measure_rows(page, url, args, "idle", pid)
             if not args.no_training:
                 print("\nwhile another tab trains with the defaults, run after run", flush=True)
                 with OtherTabTraining(url):
-                    measure_rows(page, url, args, "another tab trains")
+                    measure_rows(page, url, args, "another tab trains", pid)
                 print("\nwhile this tab trains with the defaults", flush=True)
                 budget = default_run_seconds(page, url)
                 print(f"  a default run, Start -> finished: {budget:.1f} s   [load {load():.2f}]")
