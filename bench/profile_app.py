@@ -200,12 +200,16 @@ def main() -> None:
     ap.add_argument("--pages", default="explore,map,reconstruct,generate,home", help="pages to switch to, in order")
     ap.add_argument("--no-train", action="store_true", help="skip the switches during a training run")
     ap.add_argument("--out", default=str(ROOT / "artifacts" / "profile-app.json"), help="py-spy's chrometrace file")
+    ap.add_argument("--report", action="store_true", help="print the tables of the last run's files again")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.report:
+        report(out, args.rate)
+        return
     if shutil.which("py-spy") is None:
         sys.exit("py-spy is not installed: pip install py-spy")
     from playwright.sync_api import sync_playwright
 
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -277,12 +281,19 @@ def main() -> None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         log.close()
-    rows = samples(json.loads(out.read_text()), 1 / args.rate)
+    out.with_suffix(".marks.json").write_text(json.dumps({"marks": marks, "rss": rss}))
+    report(out, args.rate)
+
+
+def report(out: Path, rate: int) -> None:
+    """The tables of a recorded run: its trace and the marks the browser left beside it."""
+    saved = json.loads(out.with_suffix(".marks.json").read_text())
+    rows = samples(json.loads(out.read_text()), 1 / rate)
     # py-spy's clock starts when it has launched the program: close enough to ours (both within a few ms).
-    for name, t0, t1, load in marks:
+    for name, t0, t1, load in saved["marks"]:
         table(name, t0, t1, load, rows)
     print()
-    for what, mb in rss:
+    for what, mb in saved["rss"]:
         print(f"server resident memory {what}: " + (f"{mb:.0f} MB" if mb else "n/a") + " (under py-spy)")
     print(f"\ntrace: {out} (open in https://ui.perfetto.dev)")
 
