@@ -360,9 +360,22 @@ _TSNE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-tsne")
 _TSNE: "OrderedDict[tuple[str, str], Future]" = OrderedDict()
 
 
+def import_here(name: str = "pandas") -> None:
+    """Import a module in the calling (script) thread before background work that would import it.
+
+    Plotly peeks at sys.modules["pandas"] while it builds any figure; a thread still importing pandas (sklearn,
+    umap and openTSNE import it) leaves it there half-initialised and the figure fails. The server no longer
+    imports pandas up front (~70 MB), so work that brings it in gets it complete from the page that asks.
+    """
+    import importlib
+
+    importlib.import_module(name)
+
+
 def tsne_future(active: ActiveModel, split: str = "test") -> Future:
     """The t-SNE embedding (N, 2) of a split's latent means, computing in the background."""
     mu, _ = split_latents(active, split)
+    import_here("pandas")  # sklearn imports it in the worker while this page builds its figure
     with _DATA_LOCK:
         fut = _TSNE.get((active.key, split))
         if fut is None or (fut.done() and fut.exception() is not None):
