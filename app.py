@@ -5,6 +5,7 @@ if __name__ == "__main__":  # a script run (Streamlit runs the script as __main_
     from ui import preload
     from ui.registry import PAGES
     from ui.state import model_sidebar
+    from ui.workspace import tray
 
     if st.runtime.exists():  # a server (not AppTest): a no-op when it started the preload, a late start otherwise
         preload.start()
@@ -17,6 +18,7 @@ if __name__ == "__main__":  # a script run (Streamlit runs the script as __main_
         sections.setdefault(spec.section, []).append(page)
     current = st.navigation(sections)
     model_sidebar()
+    tray()
     current.run()
 else:  # imported by `streamlit run app.py`, which serves `app` (Streamlit 1.67): its lifespan warms the server
     from ui.preload import lifespan

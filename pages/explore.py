@@ -12,7 +12,9 @@ import torch
 import vae
 from ui import state
 from ui.latent_control import latent_control
-from ui.widgets import image_row, png_bytes, show_image
+from ui.safe import md
+from ui.widgets import image_row, show_image
+from vae.applications import png_bytes
 from vae.data import grid
 
 MAX_SLIDERS = 8  # more dimensions than this: a chooser says which to show
@@ -131,7 +133,7 @@ def manifold_png(key: str, _model: vae.VAE) -> bytes:
 active = state.require_model()
 sync_state(active)
 st.title("Explore the latent space")
-st.markdown(f"**{active.label}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
+st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
 controls_ui(active)
 dims = dims_ui(active)

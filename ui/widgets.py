@@ -7,26 +7,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 
 import numpy as np
 import streamlit as st
 import torch
 
-
-
-def png_bytes(image: torch.Tensor | np.ndarray) -> bytes:
-    """An image as PNG bytes: (C, H, W) tensors/arrays or (H, W[, 3]) arrays, floats in [0, 1] or uint8."""
-    from PIL import Image
-
-    a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (3, 4):
-        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)  # (C, H, W) -> (H, W[, 3])
-    if a.dtype != np.uint8:
-        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+from vae.applications import png_bytes
 
 
 def img_tag(image: torch.Tensor | np.ndarray, width: int, title: str = "", test_id: str = "") -> str:
@@ -72,17 +58,10 @@ def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | Non
     st.html(f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
 
 
-def _md_cell(value: object) -> str:
-    """Text for one markdown table cell: every ASCII punctuation mark backslash-escaped (CommonMark), one line."""
-    text = " ".join(str(value).split())
-    return "".join("\\" + ch if ch in _MD_PUNCT else ch for ch in text) or " "
-
-
-_MD_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
-
-
 def key_value_table(rows: dict[str, object], header: tuple[str, str] = ("", "value")) -> None:
     """A two-column table as markdown: st.table would import pandas into the server (~65 MB, 0.6 s) for 15 rows."""
-    lines = [f"| {_md_cell(header[0])} | {_md_cell(header[1])} |", "|---|---|"]
-    lines += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in rows.items()]
+    from ui.safe import md  # escapes every markdown character, | included: user text cannot be a link or a column
+
+    lines = [f"| {md(header[0]) or ' '} | {md(header[1])} |", "|---|---|"]
+    lines += [f"| {md(k)} | {md(v) or ' '} |" for k, v in rows.items()]
     st.markdown("\n".join(lines))

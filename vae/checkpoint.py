@@ -1,4 +1,5 @@
-"""Checkpoints: one .safetensors file, weights + JSON metadata; atomic saves; loads that never execute anything.
+"""Checkpoints: one .safetensors file, weights + JSON metadata; atomic saves; loads that never execute anything;
+the names a user may save under.
 
 Layout of the metadata (all values are JSON strings, as safetensors requires):
   format        FORMAT_VERSION
@@ -23,10 +24,13 @@ import torch
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.model import VAE, build_model
+from vae.names import name_problem, normalize_name
 
 FORMAT = "vae-explorer/1"
 MAX_FILE_BYTES = 1 << 30  # models here are a few MB; anything near a GB is not ours
 MAX_HEADER_BYTES = 16 << 20  # the history of a long run is well under this
+# The models shipped with the app: overwriting them needs an explicit confirmation.
+SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16")
 
 
 class CheckpointError(ValueError):
@@ -209,3 +213,20 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(folder.glob("*.safetensors"), key=lambda p: (-p.stat().st_mtime, p.name))
+
+
+@dataclass(frozen=True)
+class SaveTarget:
+    path: Path
+    exists: bool  # a file of that name is already there: saving replaces it
+    shipped: bool  # ... and it is one of the shipped models
+
+
+def checkpoint_target(folder: str | Path, name: str) -> SaveTarget:
+    """Validate a user's checkpoint name and say where it would be written; CheckpointError says what is wrong."""
+    name = normalize_name(name)
+    problem = name_problem(name)
+    if problem:
+        raise CheckpointError(problem)
+    path = Path(folder) / f"{name}.safetensors"
+    return SaveTarget(path, path.exists(), name in SHIPPED_CHECKPOINTS)
