@@ -371,7 +371,13 @@ def main() -> None:
             print(f"  cold start: server healthy {t_health:.2f} s, home page interactive {t_home:.2f} s   (target 3 s)"
                   f"   [load {load0:.2f} at launch]; server CPU by then {cpu_s(pid):.2f} s", flush=True)
             SUMMARY.append(("cold start: server launched -> home page interactive", f"{t_home:.2f} s", f"{load0:.2f}"))
-            page_opens(page, url, 0)  # one round over the pages with the default model
+            open_page(page, f"{url}/generate")
+            grown = []
+            for path in PAGES:  # one round over the pages with the default model
+                open_via_sidebar(page, path)
+                page.wait_for_timeout(300)
+                grown.append(f"/{path} {rss_mb(pid):.0f}")
+            print("  server resident memory after each page, MB: " + ", ".join(grown))
             mb = rss_mb(pid)
             print(f"  server resident memory, default model, after a round of pages: {mb:.0f} MB   (target 600 MB)")
             SUMMARY.append(("server resident memory, default model", f"{mb:.0f} MB", f"{load():.2f}"))

@@ -106,6 +106,9 @@ def classify(stack: list[tuple[str, str]]) -> tuple[str, str]:
 IDLE = {"EpollSelector.select", "Condition.wait", "Event.wait", "Queue.get", "Thread.join", "_worker", "sleep"}
 
 
+BOOTSTRAP = {"Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run"}
+
+
 def short(filename: str) -> str:
     """A frame's file relative to the repository, site-packages or the standard library."""
     for prefix in (f"{ROOT}/", "site-packages/", "/lib/python3.11/"):
@@ -125,8 +128,8 @@ def samples(trace: list[dict], period: float) -> list[tuple[float, float, str, s
 
     py-spy --idle samples every thread at every tick and writes B/E events where a thread's stack changes, so a
     stack holds from its timestamp to the next; intervals whose innermost frame blocks (select, wait) are idle.
-    A thread that ends (Streamlit starts one per script run) has its frames closed only when the profile ends: its
-    last stack counts for one sampling period.
+    A thread that ends (Streamlit starts one per script run) has its frames closed only when the profile ends or
+    when a new thread gets its id: its last stack counts for one sampling period.
     """
     by_tid: dict[int, list[dict]] = defaultdict(list)
     for ev in trace:
@@ -138,8 +141,16 @@ def samples(trace: list[dict], period: float) -> list[tuple[float, float, str, s
         last_ts, i, final_ts = None, 0, events[-1]["ts"]
         while i < len(events):
             ts = events[i]["ts"]
+            group = []
+            while i + len(group) < len(events) and events[i + len(group)]["ts"] == ts:
+                group.append(events[i + len(group)])
+            # the frames close down to the thread's bootstrap: its target returned, the thread ended (py-spy closes
+            # a dead thread's frames only when the profile ends or a new thread gets its id, which shares those
+            # bootstrap frames), so its last stack counts for one sampling period
+            left = stack[:max(0, len(stack) - sum(ev["ph"] == "E" for ev in group))]
+            ended = all(name in BOOTSTRAP for name, _ in left)
             if stack and last_ts is not None and len(stack) > 1 and not idle(stack):
-                dur = (ts - last_ts) / 1e6 if ts < final_ts else period
+                dur = (ts - last_ts) / 1e6 if ts < final_ts and not ended else period
                 out.append((last_ts / 1e6, dur, *classify(stack[1:])))
             while i < len(events) and events[i]["ts"] == ts:
                 ev = events[i]
