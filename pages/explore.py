@@ -11,6 +11,7 @@ import torch
 
 import vae
 from ui import state
+from ui.directions import directions_ui
 from ui.latent_control import latent_control
 from ui.widgets import image_row, png_bytes, show_image
 from vae.data import grid
@@ -134,6 +135,7 @@ st.title("Explore the latent space")
 st.markdown(f"**{active.label}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
 controls_ui(active)
+directions_ui(active)  # sliders along directions made on the latent map
 dims = dims_ui(active)
 traverse = st.toggle("Show the traversal grid (it follows the sliders)", value=True, key="explore_traverse")
 live_ui(active, dims, traverse)
