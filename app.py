@@ -3,6 +3,7 @@ import streamlit as st
 
 from ui.registry import PAGES
 from ui.state import model_sidebar
+from ui.workspace import tray
 
 st.set_page_config(page_title="VAE explorer", page_icon=":material/blur_on:", layout="wide")
 
@@ -12,4 +13,5 @@ for spec in PAGES:
     sections.setdefault(spec.section, []).append(page)
 current = st.navigation(sections)
 model_sidebar()
+tray()
 current.run()
