@@ -188,10 +188,10 @@ def endpoint_buttons(x: torch.Tensor, source: str, key: str) -> None:
         return
     c1, c2 = st.columns(2)
     if c1.button("Set as A for Interpolate", key=f"{key}_A", icon=":material/looks_one:"):
-        workspace.set_endpoint("A", x, source)
+        workspace.set_endpoint("A", x, source, kind="map")
         st.toast(f"{source} is Interpolate's A (and the current image).")
     if c2.button("Set as B for Interpolate", key=f"{key}_B", icon=":material/looks_two:"):
-        workspace.set_endpoint("B", x, source)
+        workspace.set_endpoint("B", x, source, kind="map")
         st.toast(f"{source} is Interpolate's B.")
 
 

@@ -237,6 +237,56 @@ def test_map_tsne_runs_in_the_background_then_replaces_pca():
     assert any("from the t-SNE inverse" in c.value for c in at.caption)
 
 
+def test_map_selection_groups_and_a_direction_sent_to_explore():
+    labels = state.prefetch_dataset("mnist5k").result().y_test.numpy()
+    fours, nines = np.nonzero(labels == 4)[0][:30].tolist(), np.nonzero(labels == 9)[0][:30].tolist()
+    at = run_app("map")
+    at.session_state["map_scatter:select"] = {"ids": fours, "how": "lasso"}  # what the scatter's lasso reports
+    at.run()
+    assert_clean(at)
+    assert any(m.value.startswith("**30 point(s)** selected by lasso; per class: 4: 30") for m in at.markdown)
+    at.button(key="map_group_A").click().run()
+    at.session_state["map_scatter:select"] = {"ids": nines, "how": "box"}
+    at.run()
+    at.button(key="map_group_B").click().run()
+    assert_clean(at)
+    assert at.text_input[0].value == "4 → 9"
+    assert len(img_srcs(html_with(at, "map-direction"))) == 1
+    at.button(key="map_direction_send").click().run()
+    assert_clean(at)
+    (d,) = at.session_state["explore_directions"]
+    mu, _ = state.split_latents(state.file_model(SHIPPED), "test")
+    assert d["name"] == "4 → 9"
+    assert np.allclose(d["vector"], (mu[nines].mean(0) - mu[fours].mean(0)).numpy(), atol=1e-5)
+    # On Explore the direction is a slider: moving it moves z along the direction
+    z0 = np.asarray(at.session_state["explore_z"], np.float64)
+    at.slider(key=f"explore_direction_{d['id']}").set_value(0.5).run()
+    assert_clean(at)
+    assert np.allclose(np.asarray(at.session_state["explore_z"]) - z0, 0.5 * np.asarray(d["vector"]), atol=1e-6)
+    assert "moved along “4 → 9”" in at.session_state["explore_source"]
+
+
+@pytest.mark.parametrize("a,b,message", [([3], [5, 6], "selection A has 1 point"), ([3, 5], [5, 3], "length zero")])
+def test_map_bad_directions_get_a_message(a, b, message):
+    at = run_page("map")
+    at.session_state["map_groups"] = {"A": {"ids": a, "name": "x"}, "B": {"ids": b, "name": "y"}}
+    at.session_state["map_scatter:select"] = {"ids": [], "how": "lasso"}  # an empty selection: a hint, no error
+    at.run()
+    assert_clean(at)
+    assert any(message in w.value for w in at.warning)
+    assert any("held no points" in c.value for c in at.caption)
+
+
+def test_map_places_the_current_image():
+    from ui import workspace
+
+    x = state.prefetch_dataset("mnist5k").result().x_test[3]
+    at = run_page("map", ws_current=workspace._make(x, "held-out #3", "dataset"))
+    assert_clean(at)
+    assert any("The current image (held-out #3) is placed by the projection, with its 2σ posterior ellipse" in c.value
+               for c in at.caption)
+
+
 def test_map_send_a_point_to_explore():
     at = run_app("map")
     at.number_input(key="map_index").set_value(7)

@@ -48,7 +48,7 @@ def directions_ui(active) -> None:
         if np.linalg.norm(vector) < 1e-9:
             st.warning(f"“{d['name']}” has length zero: it cannot move z.")
             continue
-        c1, c2, c3 = st.columns([2, 3, 0.6], vertical_alignment="center")
+        c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="center")
         c1.slider(d["name"], -SPAN, SPAN, value=float(ss.get(f"{key}:last", 0.0)), step=0.05, key=key,
                   on_change=_moved, args=(key, d["vector"], d["name"]), help=d.get("source", ""))
         t = torch.linspace(-1, 1, STEPS).unsqueeze(1)

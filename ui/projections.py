@@ -10,6 +10,7 @@ and the default nonlinear map is queued, so the map page usually finds it ready.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,7 +20,7 @@ import numpy as np
 
 import vae
 from ui import state
-from vae.projections import METHODS, NeighbourMap, ProjectionError, fit_map_arrays
+from vae.projections import METHODS, NeighbourMap, ProjectionError, exit_with_parent, fit_map_arrays
 
 DEFAULT_METHOD = "tsne"  # measured faster than UMAP here (bench/map_latency.py), and it separates mnist's classes
 MAX_ENTRIES = 24
@@ -33,7 +34,8 @@ def _pool() -> ProcessPoolExecutor:
     global _POOL
     if _POOL is None:
         # spawn, not fork: the server has threads (a forked child could inherit a held lock)
-        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=exit_with_parent, initargs=(os.getpid(),))
     return _POOL
 
 

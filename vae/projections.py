@@ -171,6 +171,19 @@ def fit_map_arrays(mu: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarr
     return m.xy, m.seconds, m.fitted_on
 
 
+def exit_with_parent(parent: int) -> None:
+    """A worker process's initializer: exit when `parent` is gone, instead of finishing a map nobody will read."""
+    import os
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="vae-map-watch", daemon=True).start()
+
+
 # ------------------------------------------------------------------------------------------- selections, directions
 @dataclass(frozen=True)
 class Direction:
