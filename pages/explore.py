@@ -13,7 +13,8 @@ import vae
 from ui import state
 from ui.directions import directions_ui
 from ui.latent_control import latent_control
-from ui.widgets import image_row, png_bytes, show_image
+from ui.widgets import image_row, show_image
+from vae.applications import png_bytes
 from vae.data import grid
 
 MAX_SLIDERS = 8  # more dimensions than this: a chooser says which to show

@@ -14,20 +14,16 @@ import streamlit as st
 import torch
 
 import vae
-from ui import projections, state
+from ui import projections, state, workspace
 from ui.latent_control import latent_control
 from ui.scatter import atlas_png, make_layer, scatter_map
 from ui.widgets import image_row, show_image
-from vae.app_support import posterior_ellipse
+from vae.applications import png_bytes
 from vae.data import grid
-from vae.explore import Projection
+from vae.explore import Projection, posterior_ellipse
 from vae.projections import (METHODS, LinearMap, NeighbourMap, ProjectionError, class_counts, direction,
                              direction_name)
 
-try:  # the tab's current image (ui/workspace.py); the map works without it
-    from ui import workspace
-except ImportError:  # pragma: no cover - until the workspace module is on this branch
-    workspace = None
 
 COLOURS = {"label": "class label", "recon": "reconstruction error (nats)", "sigma": "mean posterior σ"}
 PROJECTIONS = {"auto": "Auto", "pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -164,8 +160,6 @@ def colour_values(active, split: str, colour: str, sigma: torch.Tensor):
 # ------------------------------------------------------------------------------------------------- picks, marks
 def current_image_mu(active):
     """The tab's current image on this model: (mu, sigma, source) or None."""
-    if workspace is None:
-        return None
     try:
         cur = workspace.current_image()
         x = workspace.input_for(active) if cur is not None else None
@@ -184,8 +178,6 @@ def send_to_explore(z: np.ndarray, source: str) -> None:
 
 def endpoint_buttons(x: torch.Tensor, source: str, key: str) -> None:
     """Set as A / B for Interpolate (the workspace's endpoints)."""
-    if workspace is None:
-        return
     c1, c2 = st.columns(2)
     if c1.button("Set as A for Interpolate", key=f"{key}_A", icon=":material/looks_one:"):
         workspace.set_endpoint("A", x, source, kind="map")
@@ -257,7 +249,7 @@ def selection_ui(active, split: str, x: torch.Tensor, labels, mu: torch.Tensor, 
         c1, c2 = st.columns([3, 1])
         with c1:
             shown = ids[:GRID_MAX]
-            st.image(_png(grid(x[shown], nrow=16)), width=min(16, len(shown)) * 36,
+            st.image(png_bytes(grid(x[shown], nrow=16)), width=min(16, len(shown)) * 36,
                      caption=f"{len(shown)} of {len(ids)} images" if len(ids) > GRID_MAX else "their images")
         with c2:
             if len(ids) == 1:
@@ -276,12 +268,6 @@ def selection_ui(active, split: str, x: torch.Tensor, labels, mu: torch.Tensor, 
             ss["map_selection_reset"] = ss.get("map_selection_reset", 0) + 1
             st.rerun(scope="fragment")
     direction_ui(active, split, labels, mu, classes)
-
-
-def _png(x: torch.Tensor) -> bytes:
-    from ui.widgets import png_bytes
-
-    return png_bytes(x)
 
 
 def direction_ui(active, split: str, labels, mu: torch.Tensor, classes) -> None:

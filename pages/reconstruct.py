@@ -9,7 +9,8 @@ import vae
 from ui import state
 from ui.plots import add_highlight, latent_map_figure, posterior_figure
 from ui.widgets import image_row, show_image
-from vae.app_support import ImageAnalysis, analyse_image, posterior_ellipse, uses_digit_style
+from vae.explore import posterior_ellipse
+from vae.reconstruction import ImageAnalysis, analyse_image, uses_digit_style
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "gif"]
 N_SAMPLES = 8

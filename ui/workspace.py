@@ -105,7 +105,7 @@ def set_upload(data: bytes, name: str, kind: str = "upload") -> CurrentImage:
 
 def default_digit_style(active) -> bool:
     """Whether the current image should get the MNIST recipe for this model (grey digit models, raw images)."""
-    from vae.app_support import uses_digit_style
+    from vae.reconstruction import uses_digit_style
 
     return uses_digit_style(tuple(active.config.input_shape), active.ck.dataset)
 
