@@ -2,7 +2,7 @@
 hover -> thumbnail, pan frames, t-SNE and UMAP seconds, the inverse's round-trip error, and switching the app's map
 between cached models.
 
-    python bench/map_latency.py [--sizes 5000 70000] [--repeats 5] [--skip-browser] [--skip-fits] [--skip-app]
+    python bench/map_latency.py [--parts fits inverse browser app] [--sizes 5000 70000] [--repeats 5] [--sklearn]
 
 1. Fits (no browser): t-SNE (openTSNE, FFT) and UMAP of the 5,000 mnist5k latents of the shipped 16-D model, wall and
    CPU seconds (CPU seconds are the robust figure on a shared machine); scikit-learn's t-SNE with --sklearn.
@@ -250,19 +250,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 70000])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--skip-fits", action="store_true")
-    ap.add_argument("--skip-browser", action="store_true")
-    ap.add_argument("--skip-app", action="store_true")
+    ap.add_argument("--parts", nargs="+", default=["fits", "inverse", "browser", "app"],
+                    choices=["fits", "inverse", "browser", "app"])
     ap.add_argument("--sklearn", action="store_true", help="also time scikit-learn's t-SNE")
     args = ap.parse_args()
     print(f"bench/map_latency.py on {os.cpu_count()} CPUs, {load()}", flush=True)
-    if not args.skip_fits:
+    if "fits" in args.parts or "inverse" in args.parts:
         mu_tr, mu_te = latents()
-        fits(np.concatenate([mu_tr, mu_te]), args.sklearn)
-        inverse_errors(mu_tr, mu_te)
-    if not args.skip_browser:
+        if "fits" in args.parts:
+            fits(np.concatenate([mu_tr, mu_te]), args.sklearn)
+        if "inverse" in args.parts:
+            inverse_errors(mu_tr, mu_te)
+    if "browser" in args.parts:
         browser_measures(args.sizes, args.repeats)
-    if not args.skip_app:
+    if "app" in args.parts:
         app_switch(args.repeats)
 
 
