@@ -26,8 +26,12 @@ function b64ToBytes(s) {
 }
 
 function hexToRgb(h) {
-  const v = parseInt(h.replace("#", ""), 16);
-  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+  const m = /rgba?\(\s*(\d+)[,\s]+(\d+)[,\s]+(\d+)/.exec(h);
+  if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
+  let x = h.replace("#", "");
+  if (x.length === 3) x = x.split("").map((c) => c + c).join("");
+  const v = parseInt(x, 16);
+  return Number.isFinite(v) ? [(v >> 16) & 255, (v >> 8) & 255, v & 255] : [255, 255, 255];
 }
 
 function prepareLayer(p) {
@@ -234,8 +238,7 @@ class Controller {
     const t0 = performance.now();
     const dpr = this.dpr, Wp = this.el.canvas.width, Hp = this.el.canvas.height;
     const px = this.pixels;
-    const [br, bg, bb] = hexToRgb(this.themeColor("--st-background-color", "#ffffff").startsWith("#")
-      ? this.themeColor("--st-background-color", "#ffffff") : "#ffffff");
+    const [br, bg, bb] = hexToRgb(this.themeColor("--st-background-color", "#ffffff"));
     const back = (255 << 24) | (bb << 16) | (bg << 8) | br;
     px.fill(back);
     // Colours as little-endian RGBA words; faded variants for points outside a selection.
