@@ -84,16 +84,12 @@ def linear_map(key: str, split: str, _active: state.ActiveModel) -> LinearMap:
     return LinearMap(state.split_projection(_active, split), mu.numpy())
 
 
-_ERRORS: dict[int, float] = {}
-
-
 def roundtrip_error(m) -> float:
     """Median relative z -> map -> z error on the data points (leave-one-out for neighbour maps), once per map."""
-    if id(m) not in _ERRORS:
-        if len(_ERRORS) > 64:
-            _ERRORS.clear()
-        _ERRORS[id(m)] = m.roundtrip_error()
-    return _ERRORS[id(m)]
+    err = getattr(m, "_roundtrip_error", None)
+    if err is None:
+        err = m._roundtrip_error = m.roundtrip_error()  # the map is cached and shared: computed once
+    return err
 
 
 def resolve_view(active: state.ActiveModel, split: str, method: str) -> tuple[str, object]:
