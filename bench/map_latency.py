@@ -223,16 +223,16 @@ def app_switch(repeats: int) -> None:
         page = b.new_page(viewport={"width": 1400, "height": 1200})
         page.goto(url)
         page.wait_for_selector(READY, timeout=600_000)
-        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Latent map").click()
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Latent map").click(timeout=600_000)
         page.wait_for_function("() => window.__mapScatter?.stats?.paints?.length", timeout=600_000)
         out = []
         for r in range(2 * repeats + 4):
             name = models[r % 2]
             # until both t-SNE maps are ready, a switch shows PCA and then t-SNE: wait for the final map
             before = page.evaluate("() => window.__mapScatter.stats.paints.length")
-            page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").click()
+            page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").click(timeout=600_000)
             t0 = page.evaluate("() => performance.now()")
-            page.get_by_role("option", name=name, exact=True).click()
+            page.get_by_role("option", name=name, exact=True).click(timeout=600_000)
             page.wait_for_function(f"() => window.__mapScatter.stats.paints.length > {before}", timeout=600_000)
             t1 = page.evaluate("() => window.__mapScatter.stats.paints.at(-1).t")
             page.wait_for_selector(READY, timeout=600_000)

@@ -4,7 +4,10 @@ directions from two groups of points. Plain numpy/scikit-learn; never imports st
 The way back is a neighbour interpolation both ways: a map position p -> z is the inverse-distance-weighted mean of
 the mu of the k points nearest to p on the map, and a latent vector z -> p the weighted mean of the map positions of
 its k nearest neighbours in latent space (how new images are placed on a map that has no formula). Measured against
-a small network fitted to invert the map (bench/map_latency.py), the neighbours gave the lower round-trip error.
+a small network fitted to invert the map (bench/map_latency.py, t-SNE of mnist5k, 16-D): decoding the place of a data
+point gives back its mu with a median error of 0.44 of the spread (neighbours, leave-one-out) against 0.57 (the
+network, on points it was fitted to); for held-out points placed on the map the network is a little better (0.63
+against 0.69). The neighbours were kept: exact at the data, nothing to fit, and the browser runs the same rule.
 """
 from __future__ import annotations
 
