@@ -13,6 +13,7 @@ import vae
 from ui import state
 from ui.directions import directions_ui
 from ui.latent_control import latent_control
+from ui.safe import md
 from ui.widgets import image_row, show_image
 from vae.applications import png_bytes
 from vae.data import grid
@@ -133,7 +134,7 @@ def manifold_png(key: str, _model: vae.VAE) -> bytes:
 active = state.require_model()
 sync_state(active)
 st.title("Explore the latent space")
-st.markdown(f"**{active.label}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
+st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
 controls_ui(active)
 directions_ui(active)  # sliders along directions made on the latent map

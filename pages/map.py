@@ -14,8 +14,9 @@ import streamlit as st
 import torch
 
 import vae
-from ui import projections, state, workspace
+from ui import projections, safe, state, workspace
 from ui.latent_control import latent_control
+from ui.safe import md
 from ui.scatter import atlas_png, make_layer, scatter_map
 from ui.widgets import image_row, show_image
 from vae.applications import png_bytes
@@ -104,7 +105,7 @@ def resolve_view(active: state.ActiveModel, split: str, method: str) -> tuple[st
         return "pca", lin
     exc = fut.exception()
     if exc is not None:
-        why = str(exc) if isinstance(exc, ProjectionError) else f"{type(exc).__name__}: {exc}"
+        why = safe.error(exc) if isinstance(exc, ProjectionError) else f"{type(exc).__name__}: {safe.error(exc)}"
         st.warning(f"{METHODS[wanted]} could not be made ({why}); showing PCA instead.", icon=":material/warning:")
         return "pca", lin
     return wanted, fut.result()
@@ -185,7 +186,7 @@ def endpoint_buttons(x: torch.Tensor, source: str, key: str) -> None:
 
 def point_detail(active, split: str, i: int, x: torch.Tensor, labels, mu: torch.Tensor, classes) -> None:
     label = f" · class {classes[labels[i]] if classes and labels[i] < len(classes) else labels[i]}" if labels is not None else ""
-    st.markdown(f"**Point #{i}**{label}")
+    st.markdown(f"**Point #{i}**{md(label)}")
     rec = vae.reconstruct(active.model, x[i: i + 1])
     c1, c2 = st.columns(2)
     with c1:
@@ -241,7 +242,7 @@ def selection_ui(active, split: str, x: torch.Tensor, labels, mu: torch.Tensor, 
     else:
         counts = class_counts(labels, ids, classes)
         st.markdown(f"**{len(ids):,} point(s)** selected by {sel.get('how') or 'hand'}"
-                    + ("; per class: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) if counts else ""))
+                    + ("; per class: " + ", ".join(f"{md(k)}: {v}" for k, v in counts.items()) if counts else ""))
         c1, c2 = st.columns([3, 1])
         with c1:
             shown = ids[:GRID_MAX]
@@ -273,7 +274,7 @@ def direction_ui(active, split: str, labels, mu: torch.Tensor, classes) -> None:
         st.caption("Two selections make an attribute direction: use one as group A, another as group B.")
         return
     st.markdown("**Attribute direction** " + " · ".join(
-        f"{g}: {len(groups[g]['ids'])} points (mostly {groups[g]['name']})" for g in ("A", "B") if g in groups))
+        f"{g}: {len(groups[g]['ids'])} points (mostly {md(groups[g]['name'])})" for g in ("A", "B") if g in groups))
     if not ("A" in groups and "B" in groups):
         st.caption("Now select a second group and use it as " + ("B." if "A" in groups else "A."))
         return
@@ -407,7 +408,7 @@ ss.setdefault("map_groups", {})
 try:
     state.dataset_for(active)
 except vae.DataError as exc:
-    st.error(f"The model's data set cannot be loaded: {exc}")
+    st.error(f"The model's data set cannot be loaded: {safe.error(exc)}")
     st.stop()
 split, colour, method = settings_ui(active)
 if ss.get("map_view") != (split, method):

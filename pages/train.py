@@ -14,12 +14,14 @@ import time
 import streamlit as st
 
 import vae
-from ui import state
+from ui import safe, state
 from ui.plots import curves_figure, kl_bars_figure, latent_map_figure
+from ui.safe import md
 from ui.training_job import TrainingJob
 from ui.widgets import show_image
 from vae.checkpoint import CheckpointError, checkpoint_target
 from vae.metrics import COLLAPSE_NATS, collapsed_dims
+from vae.names import MAX_NAME_CHARS, default_name
 
 DATASETS = ["mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10", "folder…"]
 LIKELIHOODS = {"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}
@@ -84,7 +86,7 @@ def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] |
         tc = vae.TrainConfig(dataset=name, epochs=int(v["epochs"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]),
                              beta=float(v["beta"]), warmup_epochs=float(v["warmup"]), seed=int(v["seed"]), threads=1)
     except (vae.ConfigError, vae.DataError) as exc:
-        st.error(f"These settings cannot train a model: {exc}", icon=":material/error:")
+        st.error(f"These settings cannot train a model: {safe.error(exc)}", icon=":material/error:")
         return None
     return mc, tc, name
 
@@ -115,11 +117,11 @@ def live_ui(job: TrainingJob) -> None:
         c2.button("Stop", icon=":material/stop:", on_click=job.stop, key="tr_stop", width="stretch",
                   help="finish the current step and keep the weights so far")
     if p.status == "nan":
-        st.error(p.message, icon=":material/warning:")
+        st.error(safe.error(p.message), icon=":material/warning:")
     elif p.status == "error":
-        st.error(p.message, icon=":material/error:")
+        st.error(safe.error(p.message), icon=":material/error:")
     elif p.status == "stopped":
-        st.warning(p.message, icon=":material/stop_circle:")
+        st.warning(safe.error(p.message), icon=":material/stop_circle:")
 
     if p.history:
         st.plotly_chart(curves_figure(p.history), key="tr_curves")
@@ -157,26 +159,27 @@ def save_ui(job: TrainingJob) -> None:
     st.subheader("Save this model", anchor=False)
     saved = st.session_state.get("train_saved", {}).get(job.id)
     if saved:
-        st.success(f"Saved as `{saved}`: every session can open it from the model picker.", icon=":material/check:")
+        st.success(f"Saved as {md(saved)}: every session can open it from the model picker.", icon=":material/check:")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    default = f"{job.label}-{time.strftime('%m%d-%H%M', time.localtime(job.created))}"
-    name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=80,
+    default = default_name(job.data.name, job.model_config.arch, job.model_config.latent_dim,
+                           time.strftime("%m%d-%H%M", time.localtime(job.created)))
+    name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=MAX_NAME_CHARS,
                          help="letters, digits, spaces, - _ . ; saved as checkpoints/NAME.safetensors")
     try:
         target = checkpoint_target(state.CHECKPOINT_DIR, name)
     except CheckpointError as exc:
-        st.error(str(exc))
+        st.error(safe.error(exc))
         return
     confirm = True
     if target.exists:
         what = "one of the models shipped with the app" if target.shipped else "an existing checkpoint"
-        st.warning(f"`{target.path.name}` is {what}; saving replaces it for every session.", icon=":material/warning:")
-        confirm = st.checkbox(f"Yes, replace {target.path.name}", key=f"tr_replace:{job.id}:{target.path.name}")
+        st.warning(f"{md(target.path.name)} is {what}; saving replaces it for every session.", icon=":material/warning:")
+        confirm = st.checkbox(f"Yes, replace {md(target.path.name)}", key=f"tr_replace:{job.id}:{target.path.name}")
     if c2.button("Save", icon=":material/save:", disabled=not confirm, key=f"tr_save:{job.id}", width="stretch"):
         try:
             vae.save_checkpoint(target.path, ck.model, ck.train_config, ck.dataset, ck.history, ck.metrics)
         except (OSError, CheckpointError) as exc:
-            st.error(f"Could not save: {exc}")
+            st.error(f"Could not save: {safe.error(exc)}")
             return
         st.session_state.setdefault("train_saved", {})[job.id] = target.path.name
         # The saved file is what this session now works with; it shows in every session's picker.
@@ -194,7 +197,7 @@ request = settings_ui(running=job is not None and job.running)
 if request is not None:
     job = start_job(*request)
 if job is not None:
-    st.subheader(f"Run #{job.id}: {job.label}", anchor=False)
+    st.subheader(f"Run #{job.id}: {md(job.label)}", anchor=False)
     cfg = dataclasses.asdict(job.train_config)
     st.caption(f"{job.model_config.arch}, latent {job.model_config.latent_dim}, hidden {job.model_config.hidden}, "
                f"{job.model_config.likelihood}, β {cfg['beta']}, lr {cfg['lr']}, batch {cfg['batch_size']}, "

@@ -12,6 +12,7 @@ import streamlit as st
 import torch
 
 import vae
+from ui.safe import md
 from ui.widgets import image_row
 from vae.data import grid
 
@@ -46,10 +47,10 @@ def directions_ui(active) -> None:
         key = f"explore_direction_{d.get('id', i)}"
         vector = np.asarray(d["vector"], dtype=np.float32)
         if np.linalg.norm(vector) < 1e-9:
-            st.warning(f"“{d['name']}” has length zero: it cannot move z.")
+            st.warning(f"“{md(d['name'])}” has length zero: it cannot move z.")
             continue
         c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="center")
-        c1.slider(d["name"], -SPAN, SPAN, value=float(ss.get(f"{key}:last", 0.0)), step=0.05, key=key,
+        c1.slider(md(d["name"]), -SPAN, SPAN, value=float(ss.get(f"{key}:last", 0.0)), step=0.05, key=key,
                   on_change=_moved, args=(key, d["vector"], d["name"]), help=d.get("source", ""))
         t = torch.linspace(-1, 1, STEPS).unsqueeze(1)
         images = vae.decode(active.model, torch.as_tensor(z)[None] + t * torch.as_tensor(vector)[None])

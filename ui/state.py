@@ -6,6 +6,7 @@ session lives only in st.session_state.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -21,6 +22,8 @@ import streamlit as st
 import torch
 
 import vae
+from ui import safe
+from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,10 +63,26 @@ def _load_upload(digest: str, _data: bytes) -> Checkpoint:
 # Data sets are loaded once per server in a background thread and shared read-only. A thread, not
 # st.cache_resource, so that the app can start loading the current model's data set while the first page is
 # still being drawn (mnist5k takes seconds to parse), and every page that needs it later just waits for it.
-_DATA_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-data")
+# Each data set loads on a thread of its own, so a user's slow folder scan never holds up another user's data set;
+# two requests for the same data set share one load. Folder scans (user-supplied, possibly huge) take turns
+# MAX_FOLDER_LOADS at a time; built-in data sets never wait for them.
 _DATA: "OrderedDict[str, Future]" = OrderedDict()
 _DATA_LOCK = threading.Lock()
 MAX_DATASETS = 6
+MAX_FOLDER_LOADS = 2
+_FOLDER_SLOTS = threading.BoundedSemaphore(MAX_FOLDER_LOADS)
+
+
+def _load_into(fut: Future, name: str) -> None:
+    """Load one data set into its future (run on the data set's own thread)."""
+    if not fut.set_running_or_notify_cancel():
+        return
+    slots = _FOLDER_SLOTS if ":" in name else contextlib.nullcontext()
+    try:
+        with slots:
+            fut.set_result(vae.load_dataset(name))
+    except BaseException as exc:  # noqa: BLE001 - the page that waits for it shows the error
+        fut.set_exception(exc)
 
 
 def prefetch_dataset(name: str) -> Future:
@@ -71,7 +90,9 @@ def prefetch_dataset(name: str) -> Future:
     with _DATA_LOCK:
         fut = _DATA.get(name)
         if fut is None or (fut.done() and fut.exception() is not None):  # failed loads are retried
-            fut = _DATA_POOL.submit(vae.load_dataset, name)
+            fut = Future()
+            threading.Thread(target=_load_into, args=(fut, name), daemon=True,
+                             name=f"vae-data-{name[:40]}").start()
             _DATA[name] = fut
         _DATA.move_to_end(name)
         while len(_DATA) > MAX_DATASETS:
@@ -171,7 +192,7 @@ def current() -> ActiveModel | None:
     try:
         return file_model(target)
     except CheckpointError as exc:
-        st.sidebar.error(str(exc))
+        st.sidebar.error(safe.error(exc))
         return None
 
 
@@ -194,12 +215,12 @@ def _upload_ui() -> None:
     if key in st.session_state.get("uploaded_models", {}):
         return
     if len(data) > MAX_UPLOAD_MB * 2**20:
-        st.error(f"{up.name}: {len(data) / 2**20:.0f} MB is larger than any checkpoint of ours.")
+        st.error(f"{md(up.name)}: {len(data) / 2**20:.0f} MB is larger than any checkpoint of ours.")
         return
     try:
         ck = _load_upload(digest, data)
     except CheckpointError as exc:
-        st.error(f"{up.name}: {exc}")
+        st.error(f"{md(up.name)}: {safe.error(exc)}")
         return
     st.session_state.setdefault("uploaded_models", {})[key] = ActiveModel(key, Path(up.name).stem, ck)
     st.session_state["model_key"] = key
@@ -257,7 +278,7 @@ def model_sidebar() -> None:
         projections.prefetch(active)  # the latent map's t-SNE starts computing now, in a worker process
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
-        picker.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
+        picker.caption(f"{md(active.ck.dataset)} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
         picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),
