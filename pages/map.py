@@ -176,10 +176,11 @@ def send_to_explore(z: np.ndarray, source: str) -> None:
 def endpoint_buttons(x: torch.Tensor, source: str, key: str) -> None:
     """Set as A / B for Interpolate (the workspace's endpoints)."""
     c1, c2 = st.columns(2)
-    if c1.button("Set as A for Interpolate", key=f"{key}_A", icon=":material/looks_one:"):
+    if c1.button("Set as A", key=f"{key}_A", icon=":material/looks_one:",
+                 help="Interpolate's endpoint A (it also becomes the current image)"):
         workspace.set_endpoint("A", x, source, kind="map")
         st.toast(f"{source} is Interpolate's A (and the current image).")
-    if c2.button("Set as B for Interpolate", key=f"{key}_B", icon=":material/looks_two:"):
+    if c2.button("Set as B", key=f"{key}_B", icon=":material/looks_two:", help="Interpolate's endpoint B"):
         workspace.set_endpoint("B", x, source, kind="map")
         st.toast(f"{source} is Interpolate's B.")
 
