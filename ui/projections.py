@@ -30,12 +30,24 @@ _JOBS: "OrderedDict[tuple[str, str, str], Future]" = OrderedDict()  # (model key
 _PREFETCHED: set[str] = set()
 
 
+def _stop_worker() -> None:
+    """At exit, end a running fit now: the pool's own exit hook would wait for it (minutes, on a busy machine)."""
+    pool = _POOL
+    if pool is None:
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _pool() -> ProcessPoolExecutor:
     global _POOL
     if _POOL is None:
         # spawn, not fork: the server has threads (a forked child could inherit a held lock)
         _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                     initializer=exit_with_parent, initargs=(os.getpid(),))
+        # threading's exit hooks run newest first, so this one runs before concurrent.futures' join of the worker
+        threading._register_atexit(_stop_worker)
     return _POOL
 
 
