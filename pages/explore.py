@@ -14,6 +14,7 @@ from ui import state
 from ui.directions import directions_ui
 from ui.latent_control import latent_control
 from ui.safe import md
+from ui.semi_ui import class_selector_ui
 from ui.widgets import image_row, show_image
 from vae.applications import png_bytes
 from vae.data import grid
@@ -37,8 +38,9 @@ def sync_state(active: state.ActiveModel) -> None:
     """A new model starts at z = 0; a z sent from another page replaces the current one."""
     L = active.config.latent_dim
     pending = st.session_state.pop("explore_pending", None)
-    if st.session_state.get("explore_model") != active.key or len(st.session_state.get("explore_z", [])) != L:
-        st.session_state["explore_model"] = active.key
+    model_key = active.key.split("#y=")[0]  # an M2's class views share one z: changing y keeps the style
+    if st.session_state.get("explore_model") != model_key or len(st.session_state.get("explore_z", [])) != L:
+        st.session_state["explore_model"] = model_key
         set_z(np.zeros(L), "z = 0, the prior's mean")
     if pending is not None and len(pending["z"]) == L:
         set_z(pending["z"], pending.get("source", "sent from another page"))
@@ -136,6 +138,7 @@ sync_state(active)
 st.title("Explore the latent space")
 st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
+class_selector_ui(active)  # M2 models only: y of p(x|y, z)
 controls_ui(active)
 directions_ui(active)  # sliders along directions made on the latent map
 dims = dims_ui(active)

@@ -22,9 +22,10 @@ import streamlit as st
 import torch
 
 import vae
-from ui import safe
+from ui import safe, user_data
 from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
+from ui.semi_ui import class_view, m2_note
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))  # tests point it elsewhere
@@ -73,25 +74,33 @@ MAX_FOLDER_LOADS = 2
 _FOLDER_SLOTS = threading.BoundedSemaphore(MAX_FOLDER_LOADS)
 
 
-def _load_into(fut: Future, name: str) -> None:
+def _load_into(fut: Future, name: str, options: dict) -> None:
     """Load one data set into its future (run on the data set's own thread)."""
     if not fut.set_running_or_notify_cancel():
         return
     slots = _FOLDER_SLOTS if ":" in name else contextlib.nullcontext()
     try:
         with slots:
-            fut.set_result(vae.load_dataset(name))
+            fut.set_result(vae.load_dataset(name, **options))
     except BaseException as exc:  # noqa: BLE001 - the page that waits for it shows the error
         fut.set_exception(exc)
 
 
 def prefetch_dataset(name: str) -> Future:
-    """Start loading a data set in the background (once per server); returns its future."""
+    """Start loading a data set in the background (once per server); returns its future.
+
+    Raises vae.DataError when this browser tab may not make the server read it (ui.user_data: data root, uploads).
+    """
+    user_data.check_access(name)
+    return _submit(name)
+
+
+def _submit(name: str) -> Future:
     with _DATA_LOCK:
         fut = _DATA.get(name)
         if fut is None or (fut.done() and fut.exception() is not None):  # failed loads are retried
             fut = Future()
-            threading.Thread(target=_load_into, args=(fut, name), daemon=True,
+            threading.Thread(target=_load_into, args=(fut, name, user_data.load_options(name)), daemon=True,
                              name=f"vae-data-{name[:40]}").start()
             _DATA[name] = fut
         _DATA.move_to_end(name)
@@ -106,6 +115,8 @@ _LATER: set[str] = set()
 
 def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     """Start loading a data set after `delay` seconds, unless something needed it sooner (then it is under way)."""
+    if not user_data.allowed(name):  # checked here, in the session's thread: the timer's thread has no session
+        return
     with _DATA_LOCK:
         if name in _DATA or name in _LATER:
             return
@@ -114,7 +125,7 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     def go() -> None:
         with _DATA_LOCK:
             _LATER.discard(name)
-        prefetch_dataset(name)
+        _submit(name)
 
     timer = threading.Timer(delay, go)
     timer.daemon = True
@@ -122,6 +133,9 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
 
 
 def dataset_ready(name: str) -> bool:
+    """True when dataset(name) answers at once: loaded, or refused to this tab (it then raises vae.DataError)."""
+    if not user_data.allowed(name):
+        return True
     with _DATA_LOCK:
         fut = _DATA.get(name)
     return fut is not None and fut.done() and fut.exception() is None
@@ -138,7 +152,8 @@ def dataset(name: str) -> vae.Dataset:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
-    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics)
+    _ck = _ck.source or _ck  # an M2 seen for one class downloads as the M2 it is
+    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics, _ck.semi)
 
 
 def dataset_for(active: ActiveModel) -> vae.Dataset:
@@ -188,9 +203,9 @@ def current() -> ActiveModel | None:
         st.session_state["model_key"] = key
     _, target = choices[key]
     if isinstance(target, ActiveModel):
-        return target
+        return class_view(target)
     try:
-        return file_model(target)
+        return class_view(file_model(target))  # M2: the plain VAE of this tab's class (ui/semi_ui.py)
     except CheckpointError as exc:
         st.sidebar.error(safe.error(exc))
         return None
@@ -278,8 +293,9 @@ def model_sidebar() -> None:
         projections.prefetch(active)  # the latent map's t-SNE starts computing now, in a worker process
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
-        picker.caption(f"{md(active.ck.dataset)} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
+        picker.caption(f"{md(user_data.display_name(active.ck.dataset))} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
+        m2_note(active, picker)  # an M2 model: which class the pages show, and where its own figures are
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
         picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),
                                file_name=f"{active.label}.safetensors", mime="application/octet-stream",
