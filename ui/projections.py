@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 import vae
-from ui import state
+from ui import state, user_data
 from vae.projections import METHODS, NeighbourMap, ProjectionError, exit_with_parent, fit_map_arrays
 
 DEFAULT_METHOD = "tsne"  # measured faster than UMAP here (bench/map_latency.py), and it separates mnist's classes
@@ -105,7 +105,7 @@ PREFETCH_DELAY_S = 2.0
 
 def prefetch(active: state.ActiveModel, delay: float = PREFETCH_DELAY_S) -> None:
     """Once per model and server: encode the held-out set in a thread, then queue its default nonlinear map."""
-    if active.config.latent_dim <= 2:
+    if active.config.latent_dim <= 2 or not user_data.allowed(active.ck.dataset):  # checked in the session's thread
         return
     with _LOCK:
         if active.key in _PREFETCHED:
