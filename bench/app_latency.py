@@ -12,8 +12,8 @@ Train page's defaults, run after run ("another tab trains"), and the last one wh
    requestAnimationFrame. Where the live latent control (ui/latent_control) is on the page, its own input ->
    canvas paint is printed too, from its window.__latentControl.stats: that is the image a user sees follow the
    slider. With --gc both, the slider rows are measured once more with Streamlit's post-run gc.collect on.
-3. Latent map: on /map with all 5,000 mnist5k points, switching the model in the sidebar until the Plotly chart
-   holds the new model's 5,000 points and a frame is painted (first switch to a model = encode + PCA; later
+3. Latent map: on /map with all 5,000 mnist5k points, switching the model in the sidebar until the map (ui/scatter)
+   has painted the new model's 5,000 points and a frame is painted (first switch to a model = encode + PCA; later
    switches hit the caches). Timed from Python from the click on the menu option (a few ms of playwright).
 4. Open a page: a click on a sidebar link until the page's title is shown and its script run has finished, over
    home, explore, map, reconstruct, interpolate, generate and denoise; idle, while another tab trains, and while
@@ -124,30 +124,29 @@ def open_model_menu(page, stem: str):
     return option
 
 
-MAP_DRAWN = """([title, n]) => {
-    const gd = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
-    if (!gd || !gd._fullLayout || !gd._fullData) return false;
-    const t = gd._fullLayout.xaxis.title.text || '';
-    const pts = gd._fullData.filter(d => d.name !== 'empty space' && d.mode === 'markers' && d.x && d.x.length > 1)
-                            .reduce((s, d) => s + d.x.length, 0);
-    return t.startsWith(title) && pts === n;
+MAP_DRAWN = """([stem, n]) => {
+    // pages/map.py draws with ui/scatter: its layer says which model's map it is and how many points it holds
+    const sc = window.__mapScatter && window.__mapScatter.instances.map_scatter;
+    const L = sc && sc.layer;
+    const last = window.__mapScatter && window.__mapScatter.stats.paints.at(-1);
+    return !!(L && last && last.layer === L.id && L.n === n && L.geometry.includes(`/${stem}.safetensors:`));
 }"""
 
 
 def map_latency(page, url: str, rounds: int) -> tuple[list[float], list[float]]:
     open_page(page, f"{url}/map")
-    page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=60_000)
+    page.wait_for_function("() => window.__mapScatter?.stats?.paints?.length", timeout=60_000)
     page.get_by_text("Training + held-out sets").click()
-    page.wait_for_function(MAP_DRAWN, arg=["z₁", 5000], timeout=60_000, polling="raf")
+    page.wait_for_function(MAP_DRAWN, arg=["mnist5k-mlp-z2", 5000], timeout=60_000, polling="raf")
     first, later = [], []
-    models = [("mnist5k-mlp-z16", "PC 1"), ("mnist5k-mlp-z2", "z₁")]
+    models = [("mnist5k-mlp-z16", "PC 1"), ("mnist5k-mlp-z2", "z₁")]  # the titles: PCA, or t-SNE once it is ready
     seen = {"mnist5k-mlp-z2"}
     for r in range(rounds):
         for stem, title in models:
             option = open_model_menu(page, stem)
             t0 = time.perf_counter()
             option.click()
-            page.wait_for_function(MAP_DRAWN, arg=[title, 5000], timeout=60_000, polling="raf")
+            page.wait_for_function(MAP_DRAWN, arg=[stem, 5000], timeout=60_000, polling="raf")
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
             ms = (time.perf_counter() - t0) * 1000
             (later if stem in seen else first).append(ms)

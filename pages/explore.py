@@ -11,6 +11,7 @@ import torch
 
 import vae
 from ui import state
+from ui.directions import directions_ui
 from ui.latent_control import latent_control
 from ui.safe import md
 from ui.semi_ui import class_selector_ui
@@ -143,6 +144,7 @@ st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimen
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
 class_selector_ui(active)  # M2 models only: y of p(x|y, z)
 controls_ui(active)
+directions_ui(active)  # sliders along directions made on the latent map
 dims = dims_ui(active)
 traverse = st.toggle("Show the traversal grid (it follows the sliders)", value=True, key="explore_traverse")
 live_ui(active, dims, traverse)

@@ -307,6 +307,9 @@ def model_sidebar() -> None:
         if active is None:
             return
         prefetch_dataset_later(active.ck.dataset)  # the pages that need it will find it loaded (or under way)
+        from ui import projections  # here, not at the top: ui.projections imports this module
+
+        projections.prefetch(active)  # the latent map's t-SNE starts computing now, in a worker process
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
         picker.caption(f"{md(user_data.display_name(active.ck.dataset))} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
