@@ -70,7 +70,7 @@ LIVE_PAINT = """() => {
 def slider_latency(page, url: str, repeats: int) -> tuple[list[float], list[float]]:
     """(server-decoded image: pointerup -> painted, live control's canvas: input -> painted) in ms."""
     open_page(page, f"{url}/explore")
-    page.locator("img[data-testid='decoded-image']").wait_for(timeout=60_000)
+    page.locator("img[data-testid='decoded-image']").wait_for(state="attached", timeout=60_000)
     slider = page.locator(".lc-sliders input[type='range'], [data-testid='stSlider'] input[type='range']").first
     slider.wait_for(timeout=60_000)
     page.wait_for_timeout(1000)

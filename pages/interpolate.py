@@ -5,7 +5,7 @@ import streamlit as st
 
 import vae
 from ui import applications_ui as ui
-from ui import plots, state
+from ui import plots, state, workspace
 from vae import applications as apps
 
 st.title("Interpolate")
@@ -15,21 +15,26 @@ data = ui.dataset_or_stop(active)
 
 start, end, settings = st.columns([1, 1, 1], gap="large")
 with start:
-    st.subheader("Start")
-    a, a_label = ui.image_picker(active, data, "interp_a", default_index=0, allow_map=0)
+    st.subheader("A: start")
+    a, a_label = workspace.endpoint_ui(active, data, "A", "interp_a", default_index=0)
+    if a is not None:
+        ui.image(a, f"A: {a_label}", target=84)
 with end:
-    st.subheader("End")
-    b, b_label = ui.image_picker(active, data, "interp_b", default_index=1, allow_map=1)
+    st.subheader("B: end")
+    b, b_label = workspace.endpoint_ui(active, data, "B", "interp_b", default_index=1)
+    if b is not None:
+        ui.image(b, f"B: {b_label}", target=84)
 with settings:
     st.subheader("Path")
-    steps = st.slider("Steps", 2, 30, 10, key="interp_steps")
-    method = st.segmented_control("Interpolation", ["lerp", "slerp"], default="lerp", required=True, key="interp_method",
+    steps = st.slider("Steps", 2, 30, 10, key="interp_steps", bind="query-params")
+    method = st.segmented_control("Interpolation", ["lerp", "slerp"], default="lerp", required=True, key="interp_method", bind="query-params",
                                   help="lerp: linear; slerp: spherical")
     st.caption("**lerp** walks the straight line between the two codes. **slerp** follows the great circle, so "
                "the code's length stays like the prior's typical length instead of shrinking mid-way.")
 
 if a is None or b is None:
-    top.info("Choose both endpoints: a held-out image, an upload, or points picked on the latent map.")
+    top.info(f"Choose both endpoints: {a_label if a is None else b_label}. A is the current image (sidebar); both can "
+             "be a held-out image, an upload, or a point set from the latent map.")
     st.stop()
 try:
     ip = apps.interpolate_endpoints(active.model, a, b, steps, method)

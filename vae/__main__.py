@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from vae.checkpoint import save_checkpoint
     from vae.config import ModelConfig, TrainConfig
     from vae.data import load_dataset
-    from vae.metrics import iwae_estimate
+    from vae.metrics import data_agreement, iwae_estimate
     from vae.model import build_model
     from vae.training import StopFlag, fit
 
@@ -142,13 +142,16 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.iwae_k and result.status != "nan":
         metrics["iwae_nll"] = iwae_estimate(model, data.x_test, k=args.iwae_k)
         metrics["iwae_k"] = args.iwae_k
+    if result.status != "nan" and (agreement := data_agreement(model.cpu().eval(), data)) is not None:
+        metrics["recon_agreement"] = agreement  # shown by the app's model card without re-measuring
     save_checkpoint(out, model.cpu(), train_cfg, data.name, result.history, metrics)
     if result.status != "finished":
         print(f"note: {result.message}", file=sys.stderr)
     return {
         "seconds": round(result.seconds, 3), "epochs": result.epochs, "status": result.status,
         "test_neg_elbo": result.final.get("neg_elbo"), "test_recon": result.final.get("recon"),
-        "test_kl": result.final.get("kl"), "iwae_nll": metrics.get("iwae_nll"), "checkpoint": str(out),
+        "test_kl": result.final.get("kl"), "iwae_nll": metrics.get("iwae_nll"),
+        "recon_agreement": metrics.get("recon_agreement"), "checkpoint": str(out),
     }
 
 
@@ -156,7 +159,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from vae.checkpoint import load_checkpoint
     from vae.data import load_dataset
     from vae.explore import encode
-    from vae.metrics import active_units, iwae_estimate, linear_probe, mig
+    from vae.metrics import active_units, data_agreement, iwae_estimate, linear_probe, mig
     from vae.training import evaluate
 
     ck = load_checkpoint(args.checkpoint)
@@ -179,6 +182,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         result.update({"probe_accuracy": probe["latent"], "pixel_probe_accuracy": probe["pixels"]})
     else:
         result["probe_accuracy"] = None
+    # the fraction of held-out images whose reconstruction a pixel classifier reads as the same class (all of x_test)
+    result["recon_agreement"] = data_agreement(ck.model, data)
     if data.factors_test is not None:
         result["mig"] = mig(mu, data.factors_test[: len(x_test)])["mig"]
     return result

@@ -69,3 +69,14 @@ def try_adapt(x: torch.Tensor, input_shape: tuple[int, int, int], raw: bool, dig
         return adapt(x, input_shape, raw, digit_style).x
     except DataError:
         return None
+
+
+def analyse(model, pre: Preprocessed, n_samples: int = 6, seed: int = 0):
+    """A prepared input -> reconstruction, posterior, scores and reparameterized samples (vae.app_support.ImageAnalysis)."""
+    from vae.app_support import ImageAnalysis
+    from vae.explore import posterior_samples, reconstruct
+
+    rec = reconstruct(model, pre.x[None])
+    z, xs = posterior_samples(model, rec.mu[0], rec.sigma[0], n_samples, seed=seed)
+    return ImageAnalysis(pre, rec.x_hat[0], rec.mu[0], rec.sigma[0], float(rec.recon[0]), float(rec.kl[0]),
+                         float(rec.neg_elbo[0]), z, xs)

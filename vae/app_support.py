@@ -16,7 +16,7 @@ from vae.explore import Projection, decode, posterior_samples, reconstruct
 from vae.model import VAE
 
 # The models shipped with the app: overwriting them needs an explicit confirmation.
-SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16")
+SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16", "mnist5k-mlp-z32")
 COLLAPSE_NATS = 0.01  # a latent dimension carrying less KL than this is "collapsed": the decoder ignores it
 MAX_NAME_CHARS = 80
 _NAME_RE = re.compile(r"[\w][\w.\- ]*")

@@ -125,7 +125,9 @@ def _torchvision(name: str, root: str | Path | None = None, download: bool = Fal
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except (RuntimeError, OSError) as exc:  # missing files, or offline while downloading
-        how = "pass --download (or tick 'download') while online" if not download else "check the network connection"
+        # The app has no download control (the server never fetches data): only the CLI's --download does.
+        how = ("fetch it once while online with the command line's --download (python -m vae train --dataset "
+               f"{name} --download ...)" if not download else "check the network connection")
         raise DataError(f"data set {name!r} is not available under {root}: {how}, or copy the torchvision files there ({exc})") from None
 
     def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
