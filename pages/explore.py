@@ -12,7 +12,8 @@ import torch
 import vae
 from ui import links, state, workspace
 from ui.latent_control import latent_control
-from ui.widgets import image_row, img_tag, png_bytes
+from ui.widgets import image_row, img_tag
+from vae.applications import png_bytes
 from vae.data import grid
 
 MAX_SLIDERS = 8  # more dimensions than this: a chooser says which to show

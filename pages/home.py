@@ -6,7 +6,7 @@ import streamlit as st
 from ui import quality, state
 from ui.plots import curves_figure
 from ui.widgets import show_image
-from vae.app_support import reparameterization_example
+from vae.reconstruction import reparameterization_example
 
 EXAMPLE_INDEX = 0  # the held-out image whose numbers illustrate the reparameterization
 

@@ -15,7 +15,7 @@ from ui import state
 from ui.latent_control import latent_control
 from ui.plots import add_click_grid, add_highlight, latent_map_figure
 from ui.widgets import image_row, show_image
-from vae.app_support import click_grid, decode_map_position, posterior_ellipse
+from vae.explore import click_grid, decode_map_position, posterior_ellipse
 
 COLOURS = {"label": "class label", "recon": "reconstruction error (nats)", "sigma": "mean posterior σ"}
 NEIGHBOURS = 8

@@ -9,8 +9,8 @@ import vae
 from ui import state, workspace
 from ui.plots import add_highlight, latent_map_figure, posterior_figure
 from ui.widgets import image_row, show_image
-from vae.adapt import analyse
-from vae.app_support import ImageAnalysis, posterior_ellipse, uses_digit_style
+from vae.explore import posterior_ellipse
+from vae.reconstruction import ImageAnalysis, analyse_input, uses_digit_style
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "gif"]
 N_SAMPLES = 8
@@ -64,7 +64,7 @@ def analysis_ui(active: state.ActiveModel, image: workspace.CurrentImage, digit_
     except vae.DataError as exc:
         st.error(f"{workspace.short(image.source, 60)}: {exc}", icon=":material/broken_image:")
         return None
-    a = analyse(active.model, pre, n_samples=N_SAMPLES, seed=st.session_state.get("rec_seed", 0))
+    a = analyse_input(active.model, pre, n_samples=N_SAMPLES, seed=st.session_state.get("rec_seed", 0))
     st.subheader("1 · From your image to the model's input", anchor=False)
     image_row([img for _, img in a.pre.steps], [cap for cap, _ in a.pre.steps], width=112, test_id="rec-steps")
 

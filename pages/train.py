@@ -20,8 +20,8 @@ from ui import quality, runs
 from ui.plots import curves_figure, kl_bars_figure, latent_map_figure, overlay_figure
 from ui.training_job import TrainingJob
 from ui.widgets import show_image
-from vae.app_support import COLLAPSE_NATS, checkpoint_target, collapsed_dims
-from vae.checkpoint import CheckpointError
+from vae.checkpoint import CheckpointError, checkpoint_target
+from vae.metrics import COLLAPSE_NATS, collapsed_dims
 
 DATASETS = ["mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10", "folder…"]
 LIKELIHOODS = {"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}

@@ -211,7 +211,7 @@ def test_map_decode_a_position():
     assert any("Position (1.00, -0.50)" in m.value for m in at.markdown)
     model = vae.load_checkpoint(SHIPPED).model
     expected = vae.decode(model, torch.tensor([1.0, -0.5]))[0]
-    from ui.widgets import png_bytes
+    from vae.applications import png_bytes
     import base64
     assert img_srcs(html_with(at, "map-decoded"))[0].endswith(base64.b64encode(png_bytes(expected)).decode())
 

@@ -1,4 +1,5 @@
-"""vae.app_support (checkpoint names, posterior ellipses, click grids, image analysis) and ui.training_job."""
+"""Checkpoint names (vae.checkpoint), collapsed dimensions (vae.metrics), posterior ellipses, click grids and map
+positions (vae.explore), image analysis (vae.reconstruction), and ui.training_job."""
 from __future__ import annotations
 
 import io
@@ -10,10 +11,10 @@ from PIL import Image
 
 import vae
 from ui.training_job import TrainingJob, preview_indices
-from vae.app_support import (SHIPPED_CHECKPOINTS, analyse_image, checkpoint_target, click_grid, collapsed_dims,
-                             decode_map_position, posterior_ellipse, reparameterization_example, uses_digit_style)
-from vae.checkpoint import CheckpointError
-from vae.explore import Projection
+from vae.checkpoint import SHIPPED_CHECKPOINTS, CheckpointError, checkpoint_target
+from vae.explore import Projection, click_grid, decode_map_position, posterior_ellipse
+from vae.metrics import collapsed_dims
+from vae.reconstruction import analyse_image, reparameterization_example, uses_digit_style
 
 
 # ---------------------------------------------------------------- checkpoint names
@@ -191,8 +192,8 @@ def test_training_job_nan_keeps_the_last_good_weights(digits, monkeypatch):
 
     real, calls = vae.training.elbo_terms, {"n": 0}
 
-    def poisoned(model, x, beta=1.0, generator=None):
-        t = real(model, x, beta, generator)
+    def poisoned(model, x, *args, **kwargs):
+        t = real(model, x, *args, **kwargs)
         calls["n"] += model.training  # count training steps only, not evaluations
         if model.training and calls["n"] > 4:  # digits: 1500 images / batch 128 = 12 steps per epoch
             t["loss"] = t["loss"] * float("nan")

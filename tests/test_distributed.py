@@ -1,4 +1,4 @@
-"""vae.distributed: DDP under torchrun matches a single process with the same global batch; resume; failures end cleanly.
+"""vae.distributed and fit() under it: DDP under torchrun matches a single process with the same global batch; resume; failures end cleanly.
 
 The 2-process runs are real: `python -m torch.distributed.run --nproc_per_node=2` over gloo on 127.0.0.1, as a
 subprocess. Tolerances: the only difference between 2 ranks x batch 64 and 1 process x batch 128 is the order of
@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import vae
-from vae import distributed
+from vae import distributed, training
 from vae.__main__ import main
 from vae.losses import elbo_terms
 from vae.training import evaluate, fit
@@ -75,9 +75,13 @@ def test_elbo_given_noise_matches_elbo_terms(tiny_model, digits):
     x = digits.x_train[:50]
     expected = elbo_terms(model, x, 0.7, torch.Generator().manual_seed(5))
     eps = torch.randn((50, model.cfg.latent_dim), generator=torch.Generator().manual_seed(5))  # the draw VAE.forward makes
-    got = distributed._ElboGivenNoise(model)(x, eps, 0.7)
+    got = elbo_terms(model, x, 0.7, eps=eps)
     for k in ("recon", "kl", "kl_dims", "neg_elbo", "loss"):
         torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
+    # a rank holding rows 10:30 of the batch gets those rows of the whole batch's noise
+    part = training.elbo_objective(model, x[10:30], None, 0.7, training.BatchNoise(torch.Generator().manual_seed(5), 50, 10, 30))
+    for k in ("recon", "kl", "kl_dims", "neg_elbo", "loss"):
+        torch.testing.assert_close(part[k], expected[k][10:30], rtol=0, atol=0)
 
 
 def test_shards_of_the_evaluation_add_up_to_evaluate(tiny_model, digits):
@@ -85,18 +89,25 @@ def test_shards_of_the_evaluation_add_up_to_evaluate(tiny_model, digits):
     x = digits.x_test  # 297 images: shards cut across evaluate()'s 1000-image chunks only with a smaller chunk
     ev = evaluate(model, x, batch_size=100)
     cuts = [0, 37, 150, 151, 297]
-    sums = sum(distributed.shard_sums(model, x, a, b, torch.device("cpu"), batch_size=100) for a, b in zip(cuts, cuts[1:]))
+    sums = sum(training.shard_sums(model, x, a, b, batch_size=100) for a, b in zip(cuts, cuts[1:]))
     got = (sums / len(x)).tolist()
     assert got[:3] == pytest.approx([ev["recon"], ev["kl"], ev["neg_elbo"]], rel=1e-6)
     assert got[3:] == pytest.approx(ev["kl_per_dim"], rel=1e-6, abs=1e-9)
 
 
-def test_fit_distributed_alone_is_fit(tiny_model, tiny_train, digits):
-    """Without a process group the loop is fit(): same batches, same noise, same history."""
+def test_fit_in_a_one_rank_process_group_is_fit(tiny_model, tiny_train, digits, tmp_path):
+    """In a process group (DDP wrapper, all-reduces) of one rank, fit() trains as without one: same batches, same
+    noise, same history."""
     cfg = tiny_train(epochs=2, batch_size=100, warmup_epochs=1.0)
     a, b = tiny_model(seed=4), tiny_model(seed=4)
     ra = fit(a, digits, cfg)
-    rb = distributed.fit_distributed(b, digits, cfg)
+    torch.distributed.init_process_group("gloo", store=torch.distributed.FileStore(str(tmp_path / "store"), 1), rank=0,
+                                         world_size=1)
+    try:
+        assert training.in_process_group()
+        rb = fit(b, digits, cfg)
+    finally:
+        torch.distributed.destroy_process_group()
     assert (ra.status, rb.status) == ("finished", "finished")
     assert _max_weight_diff(a, b) < 1e-6
     for row_a, row_b in zip(ra.history, rb.history, strict=True):
@@ -105,19 +116,19 @@ def test_fit_distributed_alone_is_fit(tiny_model, tiny_train, digits):
     assert rb.final["neg_elbo"] == pytest.approx(ra.final["neg_elbo"], rel=1e-6)
 
 
-def test_fit_distributed_continues_epochs_steps_and_warmup(tiny_model, tiny_train, digits):
+def test_fit_continues_epochs_steps_and_warmup(tiny_model, tiny_train, digits):
     cfg = tiny_train(epochs=1, batch_size=500, warmup_epochs=4.0)  # 3 steps per epoch
-    r = distributed.fit_distributed(tiny_model(), digits, cfg, start_epoch=2, start_step=6)
+    r = fit(tiny_model(), digits, cfg, start_epoch=2, start_step=6)
     (row,) = r.history
     assert (row["epoch"], row["step"]) == (3, 9)
     assert row["beta"] == pytest.approx(cfg.beta * (2 * 3 + 2) / (4 * 3))  # the warm-up goes on from epoch 2
 
 
-def test_fit_distributed_stops_and_keeps_the_last_good_weights_on_nan(tiny_model, tiny_train, digits):
+def test_fit_stops_and_keeps_the_last_good_weights_on_nan(tiny_model, tiny_train, digits):
     model = tiny_model()
     with torch.no_grad():
         model.encoder[1].weight.fill_(float("nan"))
-    r = distributed.fit_distributed(model, digits, tiny_train(epochs=2))
+    r = fit(model, digits, tiny_train(epochs=2))
     assert r.status == "nan" and "loss became nan" in r.message and r.history == []
 
 

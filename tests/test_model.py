@@ -6,9 +6,15 @@ import json
 import pytest
 import torch
 
-from vae.config import MAX_HIDDEN, MAX_LATENT, ConfigError, ModelConfig, TrainConfig
+from vae.config import ARCH_NAMES, MAX_HIDDEN, MAX_LATENT, ConfigError, ModelConfig, TrainConfig
 from vae.losses import elbo_terms, kl_divergence
 from vae.model import ARCHS, LOGVAR_MAX, LOGVAR_MIN, VAE, build_model, count_parameters
+
+
+def test_the_config_knows_every_architecture_by_name():
+    assert tuple(ARCHS) == ARCH_NAMES  # config.py validates arch without importing model.py
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        ModelConfig(arch="resnet")
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

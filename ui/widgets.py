@@ -7,26 +7,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 
 import numpy as np
 import streamlit as st
 import torch
 
-
-
-def png_bytes(image: torch.Tensor | np.ndarray) -> bytes:
-    """An image as PNG bytes: (C, H, W) tensors/arrays or (H, W[, 3]) arrays, floats in [0, 1] or uint8."""
-    from PIL import Image
-
-    a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (3, 4):
-        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)  # (C, H, W) -> (H, W[, 3])
-    if a.dtype != np.uint8:
-        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+from vae.applications import png_bytes
 
 
 def img_tag(image: torch.Tensor | np.ndarray, width: int, title: str = "", test_id: str = "") -> str:

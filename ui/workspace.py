@@ -158,7 +158,7 @@ def short(source: str, n: int = 24) -> str:
 
 def default_digit_style(active) -> bool:
     """Whether the current image should get the MNIST recipe for this model (grey digit models, raw images)."""
-    from vae.app_support import uses_digit_style
+    from vae.reconstruction import uses_digit_style
 
     return uses_digit_style(tuple(active.config.input_shape), active.ck.dataset)
 

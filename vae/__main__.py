@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 EXIT_USAGE = 2
 
@@ -107,52 +109,130 @@ def _summary(history: list[dict[str, Any]]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m vae train`: in one process, or on every rank of a torchrun job; --resume goes on from a checkpoint."""
+    from vae import distributed
+
+    launch = distributed.launch_from_env()  # torchrun with WORLD_SIZE > 1: DDP; see docs/distributed.md
+    distributed.quiet_other_ranks(launch)
+    try:
+        return _train(args, launch)
+    except Exception as exc:  # noqa: BLE001 - one line per failing rank, through main()'s error reporting
+        if not launch.distributed:
+            raise
+        raise distributed.rank_error(exc, launch) from None
+
+
+def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
     import torch
 
-    from vae.checkpoint import save_checkpoint
+    from vae import distributed
+    from vae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from vae.config import ModelConfig, TrainConfig
-    from vae.data import load_dataset
-    from vae.metrics import data_agreement, iwae_estimate
+    from vae.data import DataError, load_dataset
+    from vae.metrics import data_agreement
     from vae.model import build_model
     from vae.training import StopFlag, fit
 
-    from vae import distributed
-    if args.resume or distributed.launched_by_torchrun():  # torchrun with WORLD_SIZE > 1: DDP; see docs/distributed.md
-        return distributed.train_command(args)
-    args.dataset = args.dataset or "mnist5k"
     out = Path(args.out)
     if out.suffix != ".safetensors":
-        raise CliError(f"--out must end in .safetensors, got {args.out!r}")
-    train_cfg = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
-                            warmup_epochs=args.warmup, schedule=args.schedule, seed=args.seed, threads=args.threads, device=args.device,
-                            eval_every=args.eval_every)
-    data = load_dataset(args.dataset, root=args.root, download=args.download, image_size=args.image_size, grey=not args.rgb)
-    model_cfg = ModelConfig(arch=args.arch, input_shape=data.shape, latent_dim=args.latent_dim, hidden=args.hidden,
-                            likelihood=args.likelihood, obs_std=args.obs_std)
-    torch.manual_seed(args.seed)
-    model = build_model(model_cfg)
+        raise CheckpointError(f"--out must end in .safetensors, got {args.out!r}")
+    ck = load_checkpoint(args.resume) if args.resume else None
+    name = args.dataset or (ck.dataset if ck is not None else "mnist5k")
+    history0 = list(ck.history) if ck is not None else []
+    start_epoch, start_step, start_seconds = distributed.resume_point(history0)
+    # a job on several processes, or a resumed one, notes its world and checkpoints after every epoch
+    resumable = launch.distributed or ck is not None
+    world_batch = args.batch_size * launch.world_size
+    extra: dict[str, Any] = {"world_size": launch.world_size, "global_batch_size": world_batch} if resumable else {}
+    if ck is not None:
+        extra.update({"resumed_from": str(args.resume), "resumed_at_epoch": start_epoch})
+    train_cfg = TrainConfig(dataset=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+                            warmup_epochs=args.warmup, schedule=args.schedule, seed=args.seed, threads=args.threads,
+                            device=args.device, eval_every=args.eval_every, init_output_bias=ck is None, extra=extra)
+    if ck is not None and name.startswith("folder:"):  # the images at the size the checkpoint's model expects
+        c, h, _ = ck.model_config.input_shape
+        data = load_dataset(name, image_size=h, grey=c == 1)
+    else:
+        data = load_dataset(name, root=args.root, download=args.download, image_size=args.image_size, grey=not args.rgb)
+    if ck is not None:
+        if data.shape != ck.model_config.input_shape:
+            raise DataError(f"data set {name!r} has images of shape {data.shape}; the checkpoint's model expects "
+                            f"{ck.model_config.input_shape} (it was trained on {ck.dataset!r})")
+        model = ck.model
+    else:
+        model_cfg = ModelConfig(arch=args.arch, input_shape=data.shape, latent_dim=args.latent_dim, hidden=args.hidden,
+                                likelihood=args.likelihood, obs_std=args.obs_std)
+        torch.manual_seed(args.seed)  # the same initial weights on every rank, and as a single-process run
+        model = build_model(model_cfg)
+    device = distributed.rank_device(args.device, launch)
     stop = StopFlag()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the step, save what we have
-    steps = args.epochs * math.ceil(len(data.x_train) / min(args.batch_size, len(data.x_train)))
-    bar = _Progress(steps, sys.stderr.isatty())
-    result = fit(model, data, train_cfg, on_step=bar, stop=stop)
-    bar.close()
-    metrics = {k: v for k, v in result.final.items()}
-    metrics.update({"status": result.status, "message": result.message, "seconds": result.seconds})
-    if args.iwae_k and result.status != "nan":
-        metrics["iwae_nll"] = iwae_estimate(model, data.x_test, k=args.iwae_k)
-        metrics["iwae_k"] = args.iwae_k
-    if result.status != "nan" and (agreement := data_agreement(model.cpu().eval(), data)) is not None:
-        metrics["recon_agreement"] = agreement  # shown by the app's model card without re-measuring
-    save_checkpoint(out, model.cpu(), train_cfg, data.name, result.history, metrics)
-    if result.status != "finished":
-        print(f"note: {result.message}", file=sys.stderr)
-    return {
+    with distributed.process_group(launch, device) as backend, _ctrl_c_sets(stop):
+        if backend is not None:
+            extra["backend"] = backend
+        if ck is not None and launch.rank == 0 and ck.train_config is not None:
+            distributed.note_changes(ck.train_config, train_cfg)
+        steps = args.epochs * math.ceil(len(data.x_train) / min(world_batch, len(data.x_train)))
+        bar = _Progress(steps, launch.rank == 0 and sys.stderr.isatty())  # this run's steps
+        run_total = TrainConfig.from_dict({**train_cfg.to_dict(), "epochs": start_epoch + args.epochs})
+        done_rows: list[dict[str, float]] = []
+
+        def save(history: list[dict], metrics: dict[str, Any]) -> None:
+            rows = history0 + [{**r, "seconds": r["seconds"] + start_seconds} for r in history]
+            save_checkpoint(out, model, run_total, data.name, rows, metrics)
+
+        def on_epoch(row: dict[str, float], _model) -> None:
+            # after every epoch, so that a crashed job can be resumed from its last finished epoch
+            if launch.rank == 0:
+                save(done_rows + [row], {**_last_test(row), "status": "running", "epochs_done": row["epoch"]})
+            done_rows.append(row)
+
+        result = fit(model, data, train_cfg, on_step=lambda m: bar({**m, "step": m["step"] - start_step}),
+                     on_epoch=on_epoch if resumable else None, stop=stop, device=device, start_epoch=start_epoch,
+                     start_step=start_step)
+        bar.close()
+        metrics = dict(result.final)
+        metrics.update({"status": result.status, "message": result.message, "seconds": result.seconds})
+        if resumable:
+            metrics["world_size"] = launch.world_size
+        if args.iwae_k and result.status != "nan":
+            metrics["iwae_nll"] = distributed.iwae_sharded(model, data.x_test, args.iwae_k, device)
+            metrics["iwae_k"] = args.iwae_k
+        if launch.rank == 0 and result.status != "nan" and (agreement := data_agreement(model.cpu().eval(), data)) is not None:
+            metrics["recon_agreement"] = agreement  # shown by the app's model card without re-measuring
+        if launch.rank == 0:
+            save(result.history, metrics)
+            if result.status != "finished":
+                print(f"note: {result.message}", file=sys.stderr)
+    summary = {
         "seconds": round(result.seconds, 3), "epochs": result.epochs, "status": result.status,
         "test_neg_elbo": result.final.get("neg_elbo"), "test_recon": result.final.get("recon"),
         "test_kl": result.final.get("kl"), "iwae_nll": metrics.get("iwae_nll"),
         "recon_agreement": metrics.get("recon_agreement"), "checkpoint": str(out),
     }
+    if resumable:
+        samples = len(data.x_train) * result.epochs  # every rank's share of each epoch, all ranks together
+        summary.update({"world_size": launch.world_size, "global_batch_size": world_batch,
+                        "samples_per_s": round(samples / result.seconds, 1) if result.seconds > 0 else None,
+                        "resumed_from": str(args.resume) if args.resume else None,
+                        "total_epochs": start_epoch + result.epochs})
+    return summary
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(stop) -> Iterator[None]:
+    """Ctrl-C sets the stop flag for the with-block (every rank stops after the same step, then saves what it has)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def _last_test(row: dict[str, Any]) -> dict[str, Any]:
+    return {k[len("test_"):]: row[k] for k in ("test_recon", "test_kl", "test_neg_elbo") if k in row}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:

@@ -282,12 +282,20 @@ def upscale(a: np.ndarray, factor: int) -> np.ndarray:
     return a if factor <= 1 else np.repeat(np.repeat(a, factor, axis=0), factor, axis=1)
 
 
-def png_bytes(a: np.ndarray) -> bytes:
-    """A uint8 (H, W) or (H, W, 3) image as PNG file bytes."""
+def png_bytes(image: torch.Tensor | np.ndarray, compress_level: int = 1) -> bytes:
+    """An image as PNG file bytes: (C, H, W) tensors/arrays or (H, W[, 3]) arrays, floats in [0, 1] or uint8.
+
+    Level 1 compression: pages inline many small images and the encoding time is on the slider's latency path.
+    """
     from PIL import Image
 
+    a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (3, 4):
+        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)  # (C, H, W) -> (H, W[, 3])
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(a)).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(a)).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

@@ -1,4 +1,5 @@
-"""Checkpoints: one .safetensors file, weights + JSON metadata; atomic saves; loads that never execute anything.
+"""Checkpoints: one .safetensors file, weights + JSON metadata; atomic saves; loads that never execute anything;
+the names a user may save under.
 
 Layout of the metadata (all values are JSON strings, as safetensors requires):
   format        FORMAT_VERSION
@@ -13,8 +14,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,10 @@ from vae.model import VAE, build_model
 FORMAT = "vae-explorer/1"
 MAX_FILE_BYTES = 1 << 30  # models here are a few MB; anything near a GB is not ours
 MAX_HEADER_BYTES = 16 << 20  # the history of a long run is well under this
+# The models shipped with the app: overwriting them needs an explicit confirmation.
+SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16", "mnist5k-mlp-z32")
+MAX_NAME_CHARS = 80
+_NAME_RE = re.compile(r"[\w][\w.\- ]*")
 
 
 class CheckpointError(ValueError):
@@ -209,3 +216,27 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(folder.glob("*.safetensors"), key=lambda p: (-p.stat().st_mtime, p.name))
+
+
+@dataclass(frozen=True)
+class SaveTarget:
+    path: Path
+    exists: bool  # a file of that name is already there: saving replaces it
+    shipped: bool  # ... and it is one of the shipped models
+
+
+def checkpoint_target(folder: str | Path, name: str) -> SaveTarget:
+    """Validate a user's checkpoint name and say where it would be written; CheckpointError says what is wrong."""
+    name = unicodedata.normalize("NFC", (name or "").strip())
+    if name.lower().endswith(".safetensors"):
+        name = name[: -len(".safetensors")].rstrip()
+    if not name:
+        raise CheckpointError("give the checkpoint a name")
+    if "/" in name or "\\" in name or "\x00" in name:
+        raise CheckpointError("a checkpoint name cannot contain path separators (/ or \\)")
+    if len(name) > MAX_NAME_CHARS:
+        raise CheckpointError(f"a checkpoint name has at most {MAX_NAME_CHARS} characters")
+    if not _NAME_RE.fullmatch(name) or name.endswith("."):
+        raise CheckpointError("use letters, digits, spaces, '-', '_' and '.', starting with a letter or digit")
+    path = Path(folder) / f"{name}.safetensors"
+    return SaveTarget(path, path.exists(), name in SHIPPED_CHECKPOINTS)

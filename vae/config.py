@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+ARCH_NAMES = ("mlp", "conv")  # the keys of vae.model.ARCHS: the MLP of the article, and a small conv net
 LIKELIHOODS = ("bernoulli", "gaussian")  # BCE with logits / Gaussian NLL with a fixed std (MSE up to scale)
 SCHEDULES = ("onecycle", "constant")  # learning-rate schedules
 
@@ -31,7 +32,7 @@ def _check_float(name: str, value: Any, lo: float, hi: float) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "mlp"  # a key of vae.model.ARCHS
+    arch: str = "mlp"  # one of ARCH_NAMES
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
     latent_dim: int = 16
     hidden: int = 512  # the article's width; conv uses it for the dense layer
@@ -39,10 +40,8 @@ class ModelConfig:
     obs_std: float = 0.1  # std of the Gaussian likelihood; unused for Bernoulli
 
     def __post_init__(self) -> None:
-        from vae.model import ARCHS  # late import: model.py imports this module
-
-        if self.arch not in ARCHS:
-            raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.arch not in ARCH_NAMES:
+            raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCH_NAMES)}")
         shape = tuple(self.input_shape)
         if len(shape) != 3:
             raise ConfigError(f"input_shape must be (C, H, W), got {self.input_shape!r}")

@@ -1,4 +1,5 @@
-"""Looking into a trained VAE: encode, decode, sample, reconstruct, interpolate, traverse, project to 2-D."""
+"""Looking into a trained VAE: encode, decode, sample, reconstruct, interpolate, traverse, project to 2-D, and the
+map's geometry (posterior ellipses, a clickable grid, decoding a map position)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -177,3 +178,40 @@ def nearest(points: np.ndarray | torch.Tensor, query: np.ndarray | torch.Tensor,
     if exclude_self:
         order = order[d[order] > 1e-12]
     return order[:k]
+
+
+def posterior_ellipse(mu: np.ndarray | torch.Tensor, sigma: np.ndarray | torch.Tensor, projection: Projection,
+                      n_std: float = 2.0, n: int = 72) -> np.ndarray:
+    """The n_std-sigma ellipse of q(z|x) = N(mu, diag sigma^2) projected onto the map plane: (n, 2) points.
+
+    A linear map W sends N(mu, S) to N(W mu, W S W^T); the ellipse is centre + n_std * V sqrt(Lambda) (cos t, sin t).
+    """
+    mu = np.asarray(mu, dtype=np.float64).reshape(-1)
+    var = np.asarray(sigma, dtype=np.float64).reshape(-1) ** 2
+    w = projection.components  # (2, L)
+    cov = (w * var) @ w.T  # (2, 2)
+    evals, evecs = np.linalg.eigh(cov)
+    t = np.linspace(0, 2 * np.pi, n)
+    circle = np.stack([np.cos(t), np.sin(t)])  # (2, n)
+    pts = evecs @ (np.sqrt(np.clip(evals, 0, None))[:, None] * circle) * n_std
+    return projection.transform(mu[None])[0] + pts.T
+
+
+def click_grid(xy: np.ndarray, n: int = 48, margin: float = 0.08) -> np.ndarray:
+    """An n x n grid of (x, y) positions covering the points' extent plus a margin: (n*n, 2).
+
+    Plotly reports clicks only on points, so the map lays this grid under the data to make empty space clickable.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    pad = (hi - lo) * margin + 1e-6
+    gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], n)
+    gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], n)
+    xx, yy = np.meshgrid(gx, gy)
+    return np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def decode_map_position(model: VAE, projection: Projection, xy: tuple[float, float] | np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """A position on the 2-D map -> the latent vector on the map's plane (inverse PCA) and its decoded image (C, H, W)."""
+    z = projection.inverse(np.asarray(xy, dtype=np.float64).reshape(1, 2))[0]
+    return z, decode(model, torch.as_tensor(z, dtype=torch.float32))[0]

@@ -34,9 +34,13 @@ def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str, o
     return nll.flatten(1).sum(dim=1)
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """One-sample estimate, per sample (B,): recon, kl, neg_elbo = recon + kl, and loss = recon + beta * kl."""
-    logits, mu, logvar, _ = model(x, generator)
+def elbo_terms(model: VAE, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None,
+               eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One-sample estimate, per sample (B,): recon, kl, kl_dims (B, L), neg_elbo = recon + kl, loss = recon + beta * kl.
+
+    The noise eps (B, L) is drawn from `generator` unless given (a training loop that draws it for several ranks).
+    """
+    logits, mu, logvar, _ = model(x, generator, eps)
     recon = reconstruction_nll(logits, x, model.cfg.likelihood, model.cfg.obs_std)
     kl_dims = kl_per_dim(mu, logvar)
     kl = kl_dims.sum(dim=-1)

@@ -11,6 +11,7 @@ from vae.losses import iwae_nll
 from vae.model import VAE
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active if Cov_x(E_q[z_u]) > 0.01
+COLLAPSE_NATS = 0.01  # a latent dimension carrying less KL than this is "collapsed": the decoder ignores it
 
 
 def iwae_estimate(model: VAE, x: torch.Tensor, k: int = 1000, batch_size: int = 50, seed: int = 0,
@@ -96,6 +97,9 @@ def mig(mu: torch.Tensor | np.ndarray, factors: torch.Tensor | np.ndarray, bins:
     return {"mig": float(np.mean(gaps)), "per_factor": [float(g) for g in gaps], "mutual_information": mi.tolist()}
 
 
+def collapsed_dims(kl_per_dim: list[float] | np.ndarray, threshold: float = COLLAPSE_NATS) -> list[int]:
+    """Indices of latent dimensions whose mean KL is below `threshold` nats (posterior collapse)."""
+    return [i for i, v in enumerate(np.asarray(kl_per_dim, dtype=np.float64)) if v < threshold]
 
 class PixelReader:
     """A multinomial logistic regression on raw pixels (L2-penalised, full-batch L-BFGS): reads which class an image

@@ -42,7 +42,8 @@ def _conv_decoder(cfg: ModelConfig) -> nn.Module:
     )
 
 
-# Architectures by name: (encoder factory, decoder factory). Add one here and it is everywhere.
+# Architectures by name: (encoder factory, decoder factory). Add one here and its name to config.ARCH_NAMES (the
+# config validates names without importing this module; tests/test_model.py holds the two equal).
 ARCHS = {
     "mlp": (_mlp_encoder, _mlp_decoder),
     "conv": (_conv_encoder, _conv_decoder),
@@ -64,9 +65,11 @@ class VAE(nn.Module):
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + sigma * eps with eps ~ N(0, I): the sample stays differentiable in mu and logvar."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                       eps: torch.Tensor | None = None) -> torch.Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I) (drawn here unless given): differentiable in mu and logvar."""
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -77,10 +80,10 @@ class VAE(nn.Module):
         """z (B, L) -> image (B, C, H, W) in [0, 1]: the Bernoulli means / Gaussian means."""
         return torch.sigmoid(self.decode_logits(z))
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """Returns (logits, mu, logvar, z) for one sample of z per input."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, eps: torch.Tensor | None = None):
+        """Returns (logits, mu, logvar, z) for one sample of z per input (eps (B, L) given, or drawn)."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = self.reparameterize(mu, logvar, generator, eps)
         return self.decode_logits(z), mu, logvar, z
 
 
