@@ -83,8 +83,16 @@ with on_map:
                    f"({proj.explained.sum():.0%} of the variance); the path is projected the same way.")
 with change:
     st.subheader("Change per step")
-    st.bar_chart({"pixel change": ip.step_change}, x_label="step", y_label="mean |Δ pixel|", height=220)
+    # Plotly, not st.bar_chart: Altair and pandas would be imported into the server for two small charts
+    bars = go.Figure(go.Bar(x=np.arange(1, steps), y=ip.step_change, marker_color="#4e79a7",
+                            hovertemplate="step %{x}: %{y:.4f}<extra></extra>"))
+    bars.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step", yaxis_title="mean |Δ pixel|")
+    st.plotly_chart(bars, key="interp_change")
     st.subheader("Length of the code")
     typical = float(np.sqrt(active.config.latent_dim))
-    st.line_chart({"|z|": ip.z_norm, "typical |z| under the prior": np.full(steps, typical)},
-                  x_label="step", height=220)
+    norm = go.Figure([go.Scatter(x=np.arange(steps), y=ip.z_norm, mode="lines+markers", name="|z|"),
+                      go.Scatter(x=[0, steps - 1], y=[typical, typical], mode="lines", name="typical |z| under the prior",
+                                 line=dict(dash="dash", color="#e15759"))])
+    norm.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step",
+                       legend=dict(orientation="h", y=1.15))
+    st.plotly_chart(norm, key="interp_norm")

@@ -203,6 +203,8 @@ def runs_ui() -> None:
         key = runs.model_key_of(run)
         active = runs.resolve(key) if key else None
         agreement = quality.agreement_text(active) if active is not None else None
+        if agreement == "measuring…":
+            quality.wait_ui(active)  # the table fills in when it is known
         rows.append({"run": run.title(), "latent": run.model_config["latent_dim"], "arch": run.model_config["arch"],
                      "β": run.train_config["beta"], "epochs": f"{len(run.history)}/{run.train_config['epochs']}",
                      "lr": run.train_config["lr"], "held-out −ELBO": m.get("neg_elbo"),

@@ -131,20 +131,20 @@ def endpoint_ui(active, data, slot: str, key: str, default_index: int = 0) -> tu
 
     Returns (input (C, H, W), a short label), or (None, why not).
     """
-    img = endpoint(slot)
-    if img is None:
-        n = len(data.x_test)
-        i = min(default_index, n - 1)
-        x, label, source = data.x_test[i], f"#{i}", f"held-out #{i} (default)"
-    else:
-        x, label, source = input_for(active, img), short(img.source), img.source
-    with st.expander(f"{'Current image' if slot == 'A' else 'Endpoint B'}: {source}", expanded=img is None):
+    n = len(data.x_test)
+    with st.expander("Choose a held-out image or upload one", expanded=endpoint(slot) is None):
         c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
-        n = len(data.x_test)
         c1.number_input(f"Held-out image (0–{n - 1})", 0, n - 1, min(default_index, n - 1), key=f"{key}_index")
         c2.button("Use", key=f"{key}_use", on_click=lambda: use_heldout(slot, data, st.session_state[f"{key}_index"]),
                   width="stretch")
         upload_ui(slot, f"{key}_upload")
+    img = endpoint(slot)  # after the uploader: a new file is in the slot from this run on
+    if img is None:
+        i = min(default_index, n - 1)
+        x, label, source = data.x_test[i], f"#{i}", f"held-out #{i} (default)"
+    else:
+        x, label, source = input_for(active, img), short(img.source), img.source
+    st.caption(f"{'Current image' if slot == 'A' else 'Endpoint B'}: {source}")
     if img is not None and x is None:
         return None, f"the {'current image' if slot == 'A' else 'image in B'} ({img.source}) cannot be made into this model's input"
     return x, label

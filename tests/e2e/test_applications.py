@@ -51,7 +51,7 @@ def test_interpolate_strip_map_and_exports(page, app_url):
     assert page_errors(page) == []
     page.get_by_text("smooth transitions").first.wait_for()
     assert rendered_images(page, 3) >= 3  # both endpoints and the strip
-    assert page.locator("[data-testid='stPlotlyChart']").count() == 1  # the path on the latent map
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 3  # the path on the latent map, change per step, |z|
     screenshot(page, "app-interpolate")
     gif = Image.open(io.BytesIO(download(page, "Download animated GIF")))
     assert gif.format == "GIF" and gif.n_frames == 18  # 10 steps forwards, 8 back

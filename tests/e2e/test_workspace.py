@@ -144,8 +144,11 @@ def test_first_five_minutes(tall_page, app_url, tmp_path):
     page = tall_page
     shots = []
     open_page(page, app_url, "")
-    page.get_by_text("reconstruction agreement").first.wait_for(timeout=60_000)
-    page.wait_for_function("() => !document.body.innerText.includes('measuring…')", timeout=120_000)
+    page.locator("img[data-testid='home-decoded']").wait_for(timeout=120_000)  # the data set is loaded
+    page.locator("[data-testid='stTable']", has_text="reconstruction agreement").wait_for(timeout=60_000)
+    assert "95.7%" in page.locator("[data-testid='stTable']").inner_text()
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=60_000)  # the training history
+    page.wait_for_timeout(1000)
     shots.append(screenshot(page, "first-home"))
     nav(page, "Train")
     page.get_by_role("button", name="Start training").click()
@@ -163,7 +166,10 @@ def test_first_five_minutes(tall_page, app_url, tmp_path):
     }""")
     first = next(i for i, c in enumerate(counts) if c >= 1)
     peak = [max(counts[first: i + 1]) for i in range(first, len(counts))]
-    assert all(c >= p for c, p in zip(counts[first:], peak)), counts  # no chart drops out once drawn
+    runs = []  # run-length encoded, for the message: [(count, how many samples in a row)]
+    for c in counts:
+        runs = runs[:-1] + [(c, runs[-1][1] + 1)] if runs and runs[-1][0] == c else runs + [(c, 1)]
+    assert all(c >= p for c, p in zip(counts[first:], peak)), runs  # no chart drops out once drawn
     page.get_by_role("button", name="Save").wait_for(timeout=300_000)
     settle(page)
     shots.append(screenshot(page, "first-train-defaults"))
