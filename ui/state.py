@@ -149,7 +149,7 @@ def _choices() -> dict[str, tuple[str, object]]:
     """key -> (label, loader) for every model this session can pick."""
     out: dict[str, tuple[str, object]] = {}
     for key, active in st.session_state.get("session_models", {}).items():
-        out[key] = (f"{active.label} · this session", active)
+        out[key] = (f"{active.label} · this tab", active)
     for key, active in st.session_state.get("uploaded_models", {}).items():
         out[key] = (f"{active.label} · uploaded", active)
     for path in checkpoint_files():
@@ -218,7 +218,10 @@ def adopt_finished_training() -> bool:
     if ck is None:
         return False
     status = "" if job.result.status == "finished" else f" ({job.result.status})"
-    active = add_session_model(ck, f"#{job.id} {job.label} {time.strftime('%H:%M', time.localtime(job.created))}{status}")
+    # short: the sidebar's picker shows about 30 characters ("run #2 mnist5k-z16 · this tab")
+    cfg = job.model_config
+    active = add_session_model(ck, f"run #{job.id} {job.data.name}-{'' if cfg.arch == 'mlp' else cfg.arch + '-'}"
+                                   f"z{cfg.latent_dim}{status}")
     from ui import runs  # late: ui.runs imports this module
 
     runs.record(job, active)  # the tab's run history: curves, settings, metrics, weights under a cap

@@ -184,7 +184,7 @@ def test_train_live_survives_navigation_and_leaves_other_sessions_alone(tall_pag
     assert "finished: 4 of 4 epochs" in text
     assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # curves, KL bars, latent map
     # the trained model is this session's current model; the other session's is unchanged
-    assert "this session" in current_model(page)
+    assert "this tab" in current_model(page)
     other_page.reload()
     wait_for_app(other_page)
     assert DEFAULT in current_model(other_page)
