@@ -14,8 +14,14 @@ for spec in PAGES:
 current = st.navigation(sections)
 links.apply_model()  # ?model=NAME, once per tab
 model_sidebar()
-links.write_model()
-workspace.link_ui()  # ?img=DATASET:INDEX and ?b=… once per tab, then kept up to date
-workspace.tray()
+workspace.link_ui()  # ?img=DATASET:INDEX and ?b=…, once per tab
+tray = st.sidebar.container()  # filled after the page: an upload on this run shows in the tray at once
 links.copy_link_ui()
-current.run()
+notices = st.sidebar.container()
+try:
+    current.run()
+finally:  # also after st.stop() in a page
+    workspace.tray(tray)
+    links.write_model()
+    workspace.write_link()
+    links.notices_ui(notices)

@@ -11,9 +11,12 @@ from vae import applications as apps
 
 KINDS = {"gaussian": "Gaussian noise", "salt_pepper": "salt & pepper", "box": "box mask", "half": "side mask",
          "pixels": "pixel mask"}
-# Defaults where the article's claim can be seen: at std 0.5 one pass lowers the error on 30 of 30 held-out mnist5k
-# images (median to 0.52x; std 0.3: 24 of 30, and none at all for a weak model); the page says so when it does not.
-STRENGTH = {"gaussian": ("Noise std", 0.5), "salt_pepper": ("Share of pixels flipped to black or white", 0.2),
+# Open where the article's claim can be seen without a wrong digit: salt & pepper on 10 % of the pixels. Measured on
+# held-out mnist5k #0-99: one pass lowers the error for 99 of 100 with the default model (z32) and z16, and the pixel
+# reader reads the same digit in the restored image for 92 (z16: 88). Gaussian std 0.3: 99 and 87 with z32, but 87
+# and 60 with z16; std 0.5 lowers the error for all 100 yet keeps the digit for only 62 (z16: 37).
+DEFAULT_KIND = "salt_pepper"
+STRENGTH = {"gaussian": ("Noise std", 0.3), "salt_pepper": ("Share of pixels flipped to black or white", 0.1),
             "box": ("Share of the area hidden", 0.25), "half": ("Share hidden from that side", 0.5),
             "pixels": ("Share of pixels hidden", 0.5)}
 
@@ -41,7 +44,7 @@ with pick:
     x, label = workspace.endpoint_ui(active, data, "A", "denoise", default_index=0)
 with damage:
     st.subheader("Corruption")
-    kind = st.segmented_control("Kind", list(KINDS), format_func=KINDS.get, default="gaussian", required=True,
+    kind = st.segmented_control("Kind", list(KINDS), format_func=KINDS.get, default=DEFAULT_KIND, required=True,
                                 key="denoise_kind", bind="query-params")
     text, default = STRENGTH[kind]
     a, b, c = st.columns(3)

@@ -162,6 +162,15 @@ def write_model() -> None:
     write("model", Path(key[5:]).stem if key.startswith("path:") else None)
 
 
+def notices_ui(container) -> None:
+    """The values this tab's link had that were ignored, as small captions (a toast alone is gone in seconds)."""
+    kept = st.session_state.get(NOTICES, [])
+    if kept:
+        with container:
+            for text in kept[-4:]:
+                st.caption(f":material/link_off: Link: {text}")
+
+
 def copy_link_ui() -> None:
     """The sidebar's 'copy link' control, with what a link cannot carry."""
     with st.sidebar:

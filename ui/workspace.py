@@ -189,7 +189,7 @@ LINK_DATASETS = ("mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnis
 
 
 def link_ui() -> None:
-    """?img=DATASET:INDEX (the current image) and ?b=… (Interpolate's B): applied once per tab, then kept current."""
+    """?img=DATASET:INDEX (the current image) and ?b=… (Interpolate's B): applied once per tab (write_link keeps them)."""
     from ui import links, state
 
     if links.first_visit("images"):
@@ -210,16 +210,22 @@ def link_ui() -> None:
                 links.drop(name, f"the link's {name}: {dataset} has {len(data.x_test)} held-out images, not #{index}")
                 continue
             use_heldout(slot, data, int(index))
+
+
+def write_link() -> None:
+    """Keep ?img= and ?b= on the current image and B when they are data-set images (else drop them)."""
+    from ui import links
+
     for slot, name in LINK_PARAMS.items():
         img = endpoint(slot)
         links.write(name, img.ref if img is not None and img.ref else None)
 
 
-def tray() -> None:
+def tray(container=None) -> None:
     """The sidebar's tray: the current image's thumbnail, where it came from, and a clear button."""
     from ui.widgets import show_image
 
-    with st.sidebar:
+    with container if container is not None else st.sidebar:
         cur = current_image()
         b = endpoint("B")
         if cur is None and b is None:
