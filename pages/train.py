@@ -214,8 +214,9 @@ def runs_ui() -> None:
     st.dataframe(rows, hide_index=True, column_config={"held-out −ELBO": st.column_config.NumberColumn(format="%.1f"),
                                                        "seconds": st.column_config.NumberColumn(format="%.1f")})
     ids = list(all_runs)
+    # keyed by the newest run: a new run starts a fresh selection with the two newest ticked
     ticked = st.multiselect("Overlay the curves of", ids, default=ids[-2:], format_func=lambda i: all_runs[i].title(),
-                            key="tr_overlay")
+                            key=f"tr_overlay:{ids[-1]}")
     if ticked:
         st.plotly_chart(overlay_figure({all_runs[i].title(): all_runs[i].history for i in ticked}), key="tr_overlay_fig")
     with_weights = [i for i in ids if all_runs[i].has_weights]
