@@ -11,7 +11,8 @@ import torch
 
 import vae
 from ui import applications_ui as ui
-from ui import plots, quality, runs, state
+from ui import plots, quality, runs, safe, state
+from ui.safe import md
 from vae import applications as apps
 
 st.title("Evaluate")
@@ -23,7 +24,7 @@ L = active.config.latent_dim
 try:
     s = ui.memo(("summary", active.key), lambda: apps.summarize(active.model, data))
 except ValueError as exc:
-    st.error(f"Cannot evaluate this model: {exc}")
+    st.error(f"Cannot evaluate this model: {safe.error(exc)}")
     st.stop()
 
 top.markdown("The article says a VAE **models the probability explicitly** and supports probabilistic inference, gives "
@@ -80,7 +81,7 @@ with this:
 
     st.subheader("Features: linear probes on latent means versus raw pixels")
     if data.y_train is None:
-        st.caption(f"The data set {data.name!r} has no labels, so there is nothing to probe.")
+        st.caption(f"The data set {md(repr(data.name))} has no labels, so there is nothing to probe.")
     else:
         names = {"all" if b is None else str(b): b for b in apps.LABEL_BUDGETS}
         picked = st.pills("Labels per class", list(names), selection_mode="multi", default=list(names), key="eval_budgets")
@@ -147,7 +148,7 @@ with other:
         try:
             picked.append(runs.resolve(k, strict=True))
         except vae.CheckpointError as exc:  # only files can be broken
-            st.error(f"{slot}: {Path(k.removeprefix('path:')).name}: {exc}")
+            st.error(f"{slot}: {md(Path(k.removeprefix('path:')).name)}: {safe.error(exc)}")
             st.stop()
     a_model, b_model = picked
     if a_model is None or b_model is None:
@@ -157,7 +158,8 @@ with other:
     if active.ck.dataset != data.name:
         data = ui.dataset_or_stop(active)
     if b_model.ck.dataset != active.ck.dataset:
-        st.warning(f"{b_model.label} was trained on {b_model.ck.dataset!r} and {active.label} on {active.ck.dataset!r}: "
+        st.warning(f"{md(b_model.label)} was trained on {md(repr(b_model.ck.dataset))} and {md(active.label)} on "
+                   f"{md(repr(active.ck.dataset))}: "
                    "pick two models of the same data set to compare them on the same held-out images.")
         st.stop()
     k_cmp = st.select_slider("Also estimate −log p(x) with k importance samples (0 = skip)", [0, 10, 100], value=0,
@@ -170,7 +172,7 @@ with other:
                                        lambda p: apps.compare(active.model, b_model.model, data, n_show=10,
                                                               limit=250 if k_cmp else None, iwae_k=k_cmp, progress=p))
         except ValueError as exc:
-            st.error(f"Cannot compare: {exc}")
+            st.error(f"Cannot compare: {safe.error(exc)}")
             st.stop()
     beta = lambda m: m.ck.train_config.beta if m.ck.train_config else None  # noqa: E731
     (ra, rb), (ka, kb) = cmp.metrics["reconstruction (nats)"], cmp.metrics["KL (nats)"]
@@ -190,7 +192,7 @@ with other:
     maps = st.columns(2)
     for col, m in zip(maps, (active, b_model)):
         with col:
-            st.markdown(f"**Latent map of {m.label}**")
+            st.markdown(f"**Latent map of {md(m.label)}**")
             mu, _ = state.latents(m)
             proj = state.projection(m)
             fig = plots.latent_map_figure(proj.transform(mu), None if data.y_test is None else data.y_test.numpy(),

@@ -12,7 +12,9 @@ import torch
 import vae
 from ui import links, state, workspace
 from ui.latent_control import latent_control
-from ui.widgets import image_row, img_tag
+from ui.safe import md
+from ui.semi_ui import class_selector_ui
+from ui.widgets import image_row, img_tag, show_image
 from vae.applications import png_bytes
 from vae.data import grid
 
@@ -35,8 +37,9 @@ def sync_state(active: state.ActiveModel) -> None:
     """A new model starts at z = 0; a z sent from another page replaces the current one."""
     L = active.config.latent_dim
     pending = st.session_state.pop("explore_pending", None)
-    if st.session_state.get("explore_model") != active.key or len(st.session_state.get("explore_z", [])) != L:
-        st.session_state["explore_model"] = active.key
+    model_key = active.key.split("#y=")[0]  # an M2's class views share one z: changing y keeps the style
+    if st.session_state.get("explore_model") != model_key or len(st.session_state.get("explore_z", [])) != L:
+        st.session_state["explore_model"] = model_key
         set_z(np.zeros(L), "z = 0, the prior's mean")
     if pending is not None and len(pending["z"]) == L:
         set_z(pending["z"], pending.get("source", "sent from another page"))
@@ -167,8 +170,9 @@ if links.first_visit("explore") and (z_link := links.floats("z", active.config.l
     set_z(z_link, "z from the link")
 links.write("z", st.session_state["explore_z"])
 st.title("Explore the latent space")
-st.markdown(f"**{active.label}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
+st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
+class_selector_ui(active)  # M2 models only: y of p(x|y, z)
 controls_ui(active)
 dims = dims_ui(active)
 traverse = st.toggle("Show the traversal grid (it follows the sliders)", value=True, key="explore_traverse", bind="query-params")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 import vae
-from ui import state, workspace
+from ui import safe, state, workspace
 from ui.plots import add_highlight, latent_map_figure, posterior_figure
+from ui.safe import md
 from ui.widgets import image_row, show_image
 from vae.explore import posterior_ellipse
 from vae.reconstruction import ImageAnalysis, analyse_input, uses_digit_style
@@ -62,7 +63,7 @@ def analysis_ui(active: state.ActiveModel, image: workspace.CurrentImage, digit_
     try:
         pre = workspace.prepared_for(active, digit_style, image)
     except vae.DataError as exc:
-        st.error(f"{workspace.short(image.source, 60)}: {exc}", icon=":material/broken_image:")
+        st.error(f"{md(workspace.short(image.source, 60))}: {safe.error(exc)}", icon=":material/broken_image:")
         return None
     a = analyse_input(active.model, pre, n_samples=N_SAMPLES, seed=st.session_state.get("rec_seed", 0))
     st.subheader("1 · From your image to the model's input", anchor=False)
@@ -102,7 +103,7 @@ def map_ui(active: state.ActiveModel, a: ImageAnalysis) -> None:
     try:
         data = state.dataset_for(active)
     except vae.DataError as exc:
-        st.info(f"The model's data set is not available, so there is no map to place the image on ({exc}).")
+        st.info(f"The model's data set is not available, so there is no map to place the image on ({safe.error(exc)}).")
         return
     mu, _ = state.latents(active)
     proj = state.projection(active)

@@ -18,6 +18,7 @@ import torch
 import vae
 from vae.checkpoint import Checkpoint
 from vae.data import grid
+from vae.semi import SemiConfig, build_m2, check_labels, is_m2, reconstruct_m2, train_m2
 
 MAP_POINTS = 2000  # the live map shows at most this many held-out points: enough to watch clusters form
 _ids = itertools.count(1)
@@ -63,12 +64,16 @@ def preview_indices(data: vae.Dataset, n: int = 10) -> list[int]:
 class TrainingJob:
     """One run of vae.fit on a fresh model, in a daemon thread."""
 
-    def __init__(self, model_config: vae.ModelConfig, train_config: vae.TrainConfig, data: vae.Dataset, label: str = ""):
+    def __init__(self, model_config: vae.ModelConfig, train_config: vae.TrainConfig, data: vae.Dataset, label: str = "",
+                 semi: SemiConfig | None = None):
         self.id = next(_ids)
+        self.semi = semi  # given: a semi-supervised M2 (vae.semi) instead of the plain VAE
+        self.semi_meta: dict[str, Any] = {}
         self.model_config = model_config
         self.train_config = train_config
         self.data = data  # shared, read-only: fit only reads x_train / x_test
-        self.label = label or f"{data.name}-{model_config.arch}-z{model_config.latent_dim}"
+        self.label = label or (f"{data.name}-{model_config.arch}-z{model_config.latent_dim}"
+                               + ("" if semi is None else f"-m2-{'all' if semi.labels is None else semi.labels}"))
         self.stop_flag = vae.StopFlag()
         self.model: vae.VAE | None = None
         self.result: vae.FitResult | None = None
@@ -114,7 +119,8 @@ class TrainingJob:
             return None
         metrics = {k: v for k, v in self.result.final.items()}
         metrics.update({"status": self.result.status, "message": self.result.message, "seconds": self.result.seconds})
-        return Checkpoint(self.model, self.model_config, self.train_config, self.data.name, self.result.history, metrics)
+        return Checkpoint(self.model, self.model_config, self.train_config, self.data.name, self.result.history, metrics,
+                          kind="m2" if self.semi is not None else "vae", semi=self.semi_meta)
 
     # ------------------------------------------------------------------ the thread
     def _update(self, **kw) -> None:
@@ -128,7 +134,7 @@ class TrainingJob:
         self._update(status="running", step=int(done), seconds=m["seconds"], eta=eta)
 
     def _snapshot(self, model: vae.VAE, row: dict[str, Any] | None) -> None:
-        rec = vae.reconstruct(model, self._x_preview)
+        rec = (reconstruct_m2 if is_m2(model) else vae.reconstruct)(model, self._x_preview)
         preview = grid(torch.cat([self._x_preview.cpu(), rec.x_hat]), nrow=len(self._x_preview))
         mu, _ = vae.encode(model, self._x_map)
         proj = vae.fit_projection(mu)
@@ -152,11 +158,18 @@ class TrainingJob:
             # The init draws from torch's global RNG: seed it here so a run is repeatable. Shared models never
             # sample from the global RNG (they use local generators), so this cannot disturb another session.
             torch.manual_seed(self.train_config.seed)
-            self.model = vae.build_model(self.model_config).eval()
+            if self.semi is None:
+                self.model = vae.build_model(self.model_config).eval()
+            else:
+                self.model = build_m2(self.model_config, check_labels(self.data, self.semi.labels), self.semi.classifier).eval()
             self._snapshot(self.model, None)  # epoch 0: what an untrained decoder makes of the inputs
             self._update(status="running")
-            result = vae.fit(self.model, self.data, self.train_config, on_step=self._on_step, on_epoch=self._on_epoch,
-                             stop=self.stop_flag)
+            if self.semi is None:
+                result = vae.fit(self.model, self.data, self.train_config, on_step=self._on_step,
+                                 on_epoch=self._on_epoch, stop=self.stop_flag)
+            else:  # the same fit(), with J^alpha (eq. 9) as its objective; rows add the held-out accuracy
+                result, self.semi_meta = train_m2(self.model, self.data, self.train_config, self.semi,
+                                                  on_step=self._on_step, on_epoch=self._on_epoch, stop=self.stop_flag)
             self.model.cpu().eval()
             self.result = result
             message = result.message

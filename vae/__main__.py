@@ -32,6 +32,7 @@ def _positive_int(s: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vae import semi_cli
     from vae.config import TrainConfig
 
     d = TrainConfig()  # the CLI's defaults are the engine's
@@ -40,16 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a VAE and save a .safetensors checkpoint")
     t.add_argument("--dataset", default=None, help="mnist5k (default; with --resume, the checkpoint's), digits, shapes, mnist, fashion-mnist, kmnist, cifar10 or folder:PATH")
-    t.add_argument("--arch", default="mlp", help="mlp (the article's) or conv")
-    t.add_argument("--latent-dim", type=int, default=16)
+    t.add_argument("--arch", default=None, help="mlp (the article's) or conv")
+    t.add_argument("--latent-dim", type=int, default=None, help="16; with --semi-supervised, M2's default")
     t.add_argument("--hidden", type=int, default=512)
     t.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
     t.add_argument("--obs-std", type=float, default=0.1, help="std of the Gaussian likelihood")
     t.add_argument("--beta", type=float, default=d.beta)
     t.add_argument("--warmup", type=float, default=0.0, help="KL warm-up length in epochs")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    t.add_argument("--epochs", type=int, default=None, help=f"{d.epochs}; with --semi-supervised, M2's default")
+    t.add_argument("--batch-size", type=int, default=None, help=f"{d.batch_size}; with --semi-supervised, M2's default")
+    t.add_argument("--lr", type=float, default=None, help=f"peak learning rate ({d.lr}; with --semi-supervised, M2's default)")
     t.add_argument("--schedule", default=d.schedule, choices=["onecycle", "constant"], help="learning-rate schedule")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint path, ending in .safetensors")
     t.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     t.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue training its weights for --epochs more epochs")
+    semi_cli.add_arguments(t)
 
     e = sub.add_parser("evaluate", help="held-out ELBO, IWAE NLL, active units, probe accuracy")
     e.add_argument("checkpoint")
@@ -110,6 +112,11 @@ def _summary(history: list[dict[str, Any]]) -> str:
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     """`python -m vae train`: in one process, or on every rank of a torchrun job; --resume goes on from a checkpoint."""
+    from vae import semi_cli
+
+    semi_cli.fill_defaults(args)
+    if args.semi_supervised:
+        return semi_cli.train_command(args)
     from vae import distributed
 
     launch = distributed.launch_from_env()  # torchrun with WORLD_SIZE > 1: DDP; see docs/distributed.md
@@ -240,6 +247,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from vae.data import load_dataset
     from vae.explore import encode
     from vae.metrics import active_units, data_agreement, iwae_estimate, linear_probe, mig
+    from vae.semi import evaluate_m2, is_m2
     from vae.training import evaluate
 
     ck = load_checkpoint(args.checkpoint)
@@ -249,7 +257,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if data.shape != ck.model_config.input_shape:
         raise CliError(f"data set {name!r} has images of shape {data.shape}; the model expects {ck.model_config.input_shape}")
     x_test = data.x_test[: args.limit] if args.limit > 0 else data.x_test
-    ev = evaluate(ck.model, x_test)
+    m2 = is_m2(ck.model)  # M2: the bounds with y summed out, and its classifier's accuracy
+    ev = evaluate_m2(ck.model, x_test, data.y_test[: len(x_test)] if data.y_test is not None else None) if m2 else evaluate(ck.model, x_test)
     mu, _ = encode(ck.model, x_test)
     n_active, _ = active_units(mu)
     result: dict[str, Any] = {"checkpoint": args.checkpoint, "dataset": name, "n": len(x_test),
@@ -262,8 +271,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         result.update({"probe_accuracy": probe["latent"], "pixel_probe_accuracy": probe["pixels"]})
     else:
         result["probe_accuracy"] = None
+    if m2:
+        result.update({"model": "m2", "accuracy": ev.get("accuracy"), "labels": ck.semi.get("labels")})
     # the fraction of held-out images whose reconstruction a pixel classifier reads as the same class (all of x_test)
-    result["recon_agreement"] = data_agreement(ck.model, data)
+    result["recon_agreement"] = None if m2 else data_agreement(ck.model, data)
     if data.factors_test is not None:
         result["mig"] = mig(mu, data.factors_test[: len(x_test)])["mig"]
     return result
@@ -277,6 +288,7 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     return {"checkpoint": args.checkpoint, "dataset": ck.dataset, "model_config": ck.model_config.to_dict(),
             "train_config": ck.train_config.to_dict() if ck.train_config else None,
             "parameters": count_parameters(ck.model), "epochs": len(ck.history), "history": _summary(ck.history),
+            "model": ck.kind, **({"semi": {k: v for k, v in ck.semi.items() if k != "labelled"}} if ck.semi else {}),
             "metrics": {k: v for k, v in ck.metrics.items() if not isinstance(v, list)}}
 
 
@@ -297,11 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vae.checkpoint import CheckpointError
     from vae.config import ConfigError
     from vae.data import DataError
+    from vae.semi import LabelError
 
     try:
         args = build_parser().parse_args(argv)
         result = COMMANDS[args.command](args)
-    except (CliError, CheckpointError, ConfigError, DataError) as exc:
+    except (CliError, CheckpointError, ConfigError, DataError, LabelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, OSError) as exc:

@@ -8,16 +8,16 @@ Layout of the metadata (all values are JSON strings, as safetensors requires):
   dataset       the data set's name
   history       per-epoch training rows
   metrics       final held-out metrics
+  model_kind    "vae" (absent in older files) or "m2", the semi-supervised model of vae/semi.py
+  semi          M2 only: n_classes, the label budget and seed, alpha, the labelled subset's indices
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import re
 import struct
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,23 @@ import torch
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.model import VAE, build_model
+from vae.names import name_problem, normalize_name
+from vae.semi import KIND as M2_KIND, build_m2, is_m2
+
+
+def _build(kind: str, cfg: ModelConfig, semi: dict[str, Any]):
+    if kind == M2_KIND:
+        return build_m2(cfg, semi.get("n_classes"), semi.get("classifier", "arch"))
+    return build_model(cfg)
+
+
+MODEL_KINDS = ("vae", M2_KIND)  # what a checkpoint's model_kind may say; _build makes each
 
 FORMAT = "vae-explorer/1"
 MAX_FILE_BYTES = 1 << 30  # models here are a few MB; anything near a GB is not ours
 MAX_HEADER_BYTES = 16 << 20  # the history of a long run is well under this
 # The models shipped with the app: overwriting them needs an explicit confirmation.
 SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16", "mnist5k-mlp-z32")
-MAX_NAME_CHARS = 80
-_NAME_RE = re.compile(r"[\w][\w.\- ]*")
 
 
 class CheckpointError(ValueError):
@@ -49,6 +58,9 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    kind: str = "vae"  # "m2": model is a vae.semi.M2
+    semi: dict[str, Any] = field(default_factory=dict)  # M2's labels, alpha, n_classes
+    source: "Checkpoint | None" = None  # on a derived view (M2 seen as one class's VAE): the checkpoint it shows
 
 
 def _json_safe(obj: Any) -> Any:
@@ -63,7 +75,7 @@ def _json_safe(obj: Any) -> Any:
 
 
 def to_bytes(model: VAE, train_config: TrainConfig | None, dataset: str, history: list[dict] | None = None,
-             metrics: dict | None = None) -> bytes:
+             metrics: dict | None = None, semi: dict | None = None) -> bytes:
     """Serialise a model and its story to safetensors bytes."""
     from safetensors.torch import save
 
@@ -75,18 +87,21 @@ def to_bytes(model: VAE, train_config: TrainConfig | None, dataset: str, history
         "history": json.dumps(_json_safe(history or [])),
         "metrics": json.dumps(_json_safe(metrics or {})),
     }
+    if is_m2(model):
+        meta["model_kind"] = json.dumps(M2_KIND)
+        meta["semi"] = json.dumps(_json_safe({**(semi or {}), "n_classes": model.n_classes}))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     return save(tensors, metadata=meta)
 
 
 def save_checkpoint(path: str | Path, model: VAE, train_config: TrainConfig | None, dataset: str,
-                    history: list[dict] | None = None, metrics: dict | None = None) -> Path:
+                    history: list[dict] | None = None, metrics: dict | None = None, semi: dict | None = None) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then os.replace over the target."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"checkpoint names end in .safetensors, got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = to_bytes(model, train_config, dataset, history, metrics)
+    data = to_bytes(model, train_config, dataset, history, metrics, semi)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         umask = os.umask(0)
@@ -171,9 +186,18 @@ def from_bytes(data: bytes, path: Path | None = None) -> Checkpoint:
     metrics = _meta_json(meta, "metrics")
     if not isinstance(dataset, str) or not isinstance(history, list) or not isinstance(metrics, dict):
         raise CheckpointError("the checkpoint's metadata has the wrong types")
+    kind = _meta_json(meta, "model_kind") if "model_kind" in meta else "vae"
+    semi = _meta_json(meta, "semi") if kind == M2_KIND else {}
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"unknown model kind {kind!r}; this version reads {', '.join(MODEL_KINDS)}")
+    if not isinstance(semi, dict):
+        raise CheckpointError("the checkpoint's metadata 'semi' is not a JSON object")
 
     with torch.device("meta"):  # shapes only: nothing is allocated until the file's tensors are known to match
-        expected = {k: (tuple(v.shape), v.dtype) for k, v in build_model(model_config).state_dict().items()}
+        try:
+            expected = {k: (tuple(v.shape), v.dtype) for k, v in _build(kind, model_config, semi).state_dict().items()}
+        except ConfigError as exc:
+            raise CheckpointError(f"the checkpoint's configuration is invalid: {exc}") from None
     stored = {k: v for k, v in header.items() if k != "__metadata__"}
     if set(stored) != set(expected):
         missing, extra = set(expected) - set(stored), set(stored) - set(expected)
@@ -188,10 +212,10 @@ def from_bytes(data: bytes, path: Path | None = None) -> Checkpoint:
     for k, v in tensors.items():
         if not torch.isfinite(v).all():
             raise CheckpointError(f"tensor {k!r} holds NaN or Inf values; refusing to load it")
-    model = build_model(model_config)  # the file holds this many weights, so the allocation is bounded by its size
+    model = _build(kind, model_config, semi)  # the file holds this many weights, so the allocation is bounded by its size
     model.load_state_dict(tensors, strict=True)
     model.eval()
-    return Checkpoint(model, model_config, train_config, dataset, history, metrics, path)
+    return Checkpoint(model, model_config, train_config, dataset, history, metrics, path, kind, semi)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -227,16 +251,9 @@ class SaveTarget:
 
 def checkpoint_target(folder: str | Path, name: str) -> SaveTarget:
     """Validate a user's checkpoint name and say where it would be written; CheckpointError says what is wrong."""
-    name = unicodedata.normalize("NFC", (name or "").strip())
-    if name.lower().endswith(".safetensors"):
-        name = name[: -len(".safetensors")].rstrip()
-    if not name:
-        raise CheckpointError("give the checkpoint a name")
-    if "/" in name or "\\" in name or "\x00" in name:
-        raise CheckpointError("a checkpoint name cannot contain path separators (/ or \\)")
-    if len(name) > MAX_NAME_CHARS:
-        raise CheckpointError(f"a checkpoint name has at most {MAX_NAME_CHARS} characters")
-    if not _NAME_RE.fullmatch(name) or name.endswith("."):
-        raise CheckpointError("use letters, digits, spaces, '-', '_' and '.', starting with a letter or digit")
+    name = normalize_name(name)
+    problem = name_problem(name)
+    if problem:
+        raise CheckpointError(problem)
     path = Path(folder) / f"{name}.safetensors"
     return SaveTarget(path, path.exists(), name in SHIPPED_CHECKPOINTS)
