@@ -136,7 +136,9 @@ def test_two_runs_overlaid_then_compared_as_a_and_b(tall_page, app_url):
     wait_for_app(page, 120_000)
     text = main.inner_text()
     # A and B are the two runs (the pickers show them; the table's headers are drawn on a canvas)
-    assert "mnist5k-z2 · this tab" in text and "mnist5k-z8 · this tab" in text
+    picks = page.locator("[data-testid='stMain'] [data-testid='stSelectbox']").evaluate_all(
+        "els => els.map(el => el.textContent + ' ' + [...el.querySelectorAll('input')].map(i => i.value).join(' '))")
+    assert any("mnist5k-z2" in p for p in picks) and any("mnist5k-z8" in p for p in picks), picks
     assert page_errors(page) == []
     screenshot(page, "evaluate-compare-runs")
 
