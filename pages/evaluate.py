@@ -14,6 +14,7 @@ from ui import applications_ui as ui
 from ui import plots, quality, runs, safe, state
 from ui.safe import md
 from vae import applications as apps
+from vae.semi import is_m2
 
 st.title("Evaluate")
 top = st.container()
@@ -137,7 +138,13 @@ with other:
     a_label = choices.get(a_key, "")
     kin = [k for k in others if k.startswith("path:") and (Path(k[5:]).stem.startswith(active.label)
                                                            or active.label.startswith(Path(k[5:]).stem))]
-    b_default = st.session_state.get("cmp_b") if st.session_state.get("cmp_b") in others else (kin or others)[0]
+    def plain_vae(k: str) -> bool:
+        """Compare is for VAEs: an M2 (pages/semi.py compares those) is not a default B."""
+        m = runs.resolve(k)
+        return m is not None and not is_m2(m.model)
+
+    b_default = (st.session_state.get("cmp_b") if st.session_state.get("cmp_b") in others else
+                 next((k for k in kin + others if plain_vae(k)), others[0]))
     left, right = st.columns(2)
     a_pick = left.selectbox("**A:**", keys, index=keys.index(a_key) if a_key in keys else 0, format_func=choices.get,
                             key="eval_a", on_change=lambda: st.session_state.update(cmp_a=st.session_state["eval_a"]))
@@ -151,6 +158,9 @@ with other:
             st.error(f"{slot}: {md(Path(k.removeprefix('path:')).name)}: {safe.error(exc)}")
             st.stop()
     a_model, b_model = picked
+    if any(m is not None and is_m2(m.model) for m in picked):
+        st.info("Compare takes two VAEs; a semi-supervised M2 is compared with its probes on the Semi-supervised page.")
+        st.stop()
     if a_model is None or b_model is None:
         st.error("That model cannot be opened any more (the file was removed).")
         st.stop()

@@ -115,7 +115,9 @@ def upload_ui(slot: str, key: str, label: str = "Upload an image") -> None:
     try:
         set_upload(up.getvalue(), up.name, "upload", slot, widget=key)
     except DataError as exc:
-        st.error(f"{up.name}: {exc}", icon=":material/broken_image:")
+        from ui.safe import error, md
+
+        st.error(f"{md(up.name)}: {error(exc)}", icon=":material/broken_image:")
 
 
 def use_heldout(slot: str, data, i: int) -> None:
