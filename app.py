@@ -2,10 +2,9 @@
 import streamlit as st
 
 if __name__ == "__main__":  # a script run (Streamlit runs the script as __main__, once per rerun)
-    from ui import preload
+    from ui import links, preload, workspace
     from ui.registry import PAGES
     from ui.state import model_sidebar
-    from ui.workspace import tray
 
     if st.runtime.exists():  # a server (not AppTest): a no-op when it started the preload, a late start otherwise
         preload.start()
@@ -17,9 +16,19 @@ if __name__ == "__main__":  # a script run (Streamlit runs the script as __main_
                        default=not spec.url_path)
         sections.setdefault(spec.section, []).append(page)
     current = st.navigation(sections)
+    links.apply_model()  # ?model=NAME, once per tab
     model_sidebar()
-    tray()
-    current.run()
+    workspace.link_ui()  # ?img=DATASET:INDEX and ?b=…, once per tab
+    tray = st.sidebar.container()  # filled after the page: an upload on this run shows in the tray at once
+    links.copy_link_ui()
+    notices = st.sidebar.container()
+    try:
+        current.run()
+    finally:  # also after st.stop() in a page
+        workspace.tray(tray)
+        links.write_model()
+        workspace.write_link()
+        links.notices_ui(notices)
 else:  # imported by `streamlit run app.py`, which serves `app` (Streamlit 1.67): its lifespan warms the server
     from ui.preload import lifespan
 

@@ -4,15 +4,35 @@ import math
 import streamlit as st
 
 from ui import applications_ui as ui
-from ui import safe, state
+import numpy as np
+
+from ui import safe, state, workspace
 from ui.safe import md
 from vae import applications as apps
 
 KINDS = {"gaussian": "Gaussian noise", "salt_pepper": "salt & pepper", "box": "box mask", "half": "side mask",
          "pixels": "pixel mask"}
-STRENGTH = {"gaussian": ("Noise std", 0.3), "salt_pepper": ("Share of pixels flipped to black or white", 0.2),
+# Open where the article's claim can be seen without a wrong digit: salt & pepper on 10 % of the pixels. Measured on
+# held-out mnist5k #0-99: one pass lowers the error for 99 of 100 with the default model (z32) and z16, and the pixel
+# reader reads the same digit in the restored image for 92 (z16: 88). Gaussian std 0.3: 99 and 87 with z32, but 87
+# and 60 with z16; std 0.5 lowers the error for all 100 yet keeps the digit for only 62 (z16: 37).
+DEFAULT_KIND = "salt_pepper"
+STRENGTH = {"gaussian": ("Noise std", 0.3), "salt_pepper": ("Share of pixels flipped to black or white", 0.1),
             "box": ("Share of the area hidden", 0.25), "half": ("Share hidden from that side", 0.5),
             "pixels": ("Share of pixels hidden", 0.5)}
+
+def completion_figure(err: np.ndarray):
+    """MSE on the hidden pixels per iteration, with the best iteration marked."""
+    import plotly.graph_objects as go
+
+    best = int(err[1:].argmin()) + 1 if len(err) > 1 else 0
+    fig = go.Figure(go.Scatter(x=np.arange(len(err)), y=err, mode="lines+markers", name="MSE on the hidden pixels"))
+    fig.add_trace(go.Scatter(x=[best], y=[err[best]], mode="markers+text", name="best", text=[f"best: {best}"],
+                             textposition="top center", marker=dict(size=14, symbol="star", color="#e15759")))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="iteration",
+                      yaxis_title="MSE on the hidden pixels", showlegend=False)
+    return fig
+
 
 st.title("Denoise and complete")
 top = st.container()
@@ -22,20 +42,20 @@ data = ui.dataset_or_stop(active)
 pick, damage = st.columns([1, 2], gap="large")
 with pick:
     st.subheader("Input")
-    x, label = ui.image_picker(active, data, "denoise", default_index=0, preview=False)
+    x, label = workspace.endpoint_ui(active, data, "A", "denoise", default_index=0)
 with damage:
     st.subheader("Corruption")
-    kind = st.segmented_control("Kind", list(KINDS), format_func=KINDS.get, default="gaussian", required=True,
-                                key="denoise_kind")
+    kind = st.segmented_control("Kind", list(KINDS), format_func=KINDS.get, default=DEFAULT_KIND, required=True,
+                                key="denoise_kind", bind="query-params")
     text, default = STRENGTH[kind]
     a, b, c = st.columns(3)
-    strength = a.slider(text, 0.0, 1.0, default, 0.05, key=f"denoise_strength_{kind}")
-    seed = b.number_input("Seed", 0, 2**31 - 1, 0, key="denoise_seed")
+    strength = a.slider(text, 0.0, 1.0, default, 0.05, key=f"denoise_strength_{kind}", bind="query-params")
+    seed = b.number_input("Seed", 0, 2**31 - 1, 0, key="denoise_seed", bind="query-params")
     side, iterations = "bottom", 1
     if kind == "half":
-        side = c.selectbox("Side", apps.SIDES, key="denoise_side")
+        side = c.selectbox("Side", apps.SIDES, key="denoise_side", bind="query-params")
     if kind in apps.MASKS:
-        iterations = st.slider("Completion iterations", 1, 50, 10, key="denoise_iterations",
+        iterations = st.slider("Completion iterations", 1, 50, 10, key="denoise_iterations", bind="query-params",
                                help="Each iteration reconstructs the current image and puts the reconstruction into the "
                                     "hidden pixels only; the known pixels are never changed.")
 
@@ -67,10 +87,14 @@ with top:
                                       "noise level the model's own reconstruction error outweighs the noise."))
     else:
         helped = f["mse_hidden_completed"] < f["mse_hidden_corrupted"]
+        err = np.asarray(r.completion.error)
+        best = int(err[1:].argmin()) + 1 if len(err) > 1 else 0
         ui.claim(f"Here {f['hidden_fraction']:.0%} of the pixels are hidden. After {iterations} completion "
                  f"iteration{'s' if iterations > 1 else ''} their error {'falls' if helped else 'goes'} from MSE "
                  f"{f['mse_hidden_corrupted']:.4f} to {f['mse_hidden_completed']:.4f}; the whole image goes from "
-                 f"{db(f['psnr_corrupted'])} to {db(f['psnr_completed'])} PSNR.")
+                 f"{db(f['psnr_corrupted'])} to {db(f['psnr_completed'])} PSNR."
+                 + (f" The best was iteration {best} (MSE {err[best]:.4f}): later iterations drift towards what the "
+                    f"model draws best, away from this image." if best < iterations and err[best] < err[-1] - 1e-6 else ""))
 
 cols = st.columns(4 if r.completion is not None else 3)
 with cols[0]:
@@ -85,6 +109,9 @@ if r.completion is not None:
                  f"{db(f['psnr_completed'])}", target=168)
 with cols[-1]:
     ui.image(r.original, f"original {label}", target=168)
+if r.completion is None and f["mse_reconstruction"] >= f["mse_corrupted"]:
+    st.caption("Weak noise or a model that reconstructs this image poorly: the reconstruction's own error (see "
+               "'Even the clean original…' above) is larger than the noise. Raise the noise std to see the VAE help.")
 if r.known is not None:
     st.caption("Hidden pixels are painted red in the corrupted image; the model sees them as black (0).")
 
@@ -92,9 +119,11 @@ if r.completion is not None:
     chart, strip = st.columns([2, 3], gap="large")
     with chart:
         st.subheader("Error after each iteration")
-        st.line_chart({"MSE on the hidden pixels": r.completion.error}, x_label="iteration",
-                      y_label="MSE on the hidden pixels", height=260)
+        st.plotly_chart(completion_figure(np.asarray(r.completion.error)), key="denoise_error")
     with strip:
         st.subheader("The completion, iteration by iteration")
-        picks = sorted({0, 1, 2, iterations // 2, iterations} & set(range(iterations + 1)))
-        ui.grid(r.completion.images[picks, 0], len(picks), caption="iterations " + ", ".join(map(str, picks)), target=84)
+        err = np.asarray(r.completion.error)
+        best = int(err[1:].argmin()) + 1 if len(err) > 1 else 0
+        picks = sorted({0, 1, 2, best, iterations // 2, iterations} & set(range(iterations + 1)))
+        ui.grid(r.completion.images[picks, 0], len(picks), target=84,
+                caption="iterations " + ", ".join(f"{i} (best)" if i == best else str(i) for i in picks))

@@ -11,9 +11,10 @@ import torch
 
 import vae
 from ui import applications_ui as ui
-from ui import plots, safe, state
+from ui import plots, quality, runs, safe, state
 from ui.safe import md
 from vae import applications as apps
+from vae.semi import is_m2
 
 st.title("Evaluate")
 top = st.container()
@@ -36,10 +37,14 @@ with top:
              f"dimensions are active; " + ("none has collapsed to the prior." if s.active == L else
                                            f"the other {L - s.active} collapsed to the prior and carry no information."))
 
-this, other = st.tabs(["This model", "Compare two models"])
+this, other = st.tabs(["This model", "Compare two models"], key="eval_tab", bind="query-params")
 
 with this:
-    c = st.columns(4)
+    c = st.columns(5)
+    c[4].metric("reconstruction agreement", quality.agreement_text(active) or "–", help=quality.EXPLAINED[0].upper()
+                + quality.EXPLAINED[1:] + ". Chance is about 10 %; the pixel reader itself gets about 90 % of the "
+                "held-out digits right.")
+    quality.wait_ui(active)
     c[0].metric("held-out −ELBO", f"{s.neg_elbo:.1f} nats")
     c[1].metric("reconstruction", f"{s.recon:.1f} nats")
     c[2].metric("KL", f"{s.kl:.1f} nats")
@@ -58,10 +63,10 @@ with this:
 
     st.subheader("Importance-weighted −log p(x)")
     a, b = st.columns(2)
-    k = a.select_slider("Importance samples k", [1, 10, 100, 1000], value=100, key="eval_k",
+    k = a.select_slider("Importance samples k", [1, 10, 100, 1000], value=100, key="eval_k", bind="query-params",
                         help="k = 1 is the ELBO; larger k gives a tighter upper bound on −log p(x) and takes k times longer.")
     n_iw = b.select_slider("Held-out images", [100, 250, 500, len(data.x_test)], value=min(250, len(data.x_test)),
-                           key="eval_iwae_n")
+                           key="eval_iwae_n", bind="query-params")
     key = ("iwae", active.key, k, n_iw)
     result = ui.cached(key)
     if result is None and st.button(f"Estimate with k = {k}", key="eval_iwae_run", icon=":material/calculate:"):
@@ -120,29 +125,55 @@ with this:
                                    "MIG": s.mig["per_factor"]}), hide_index=True)
 
 with other:
-    files = [p for p in state.checkpoint_files() if p != active.ck.path]
-    if not files:
-        st.info("There is no other checkpoint to compare with: save one from the Train page first.")
+    # A and B: any model of this tab (its runs, uploads) or a checkpoint file; A defaults to the current model, B to a
+    # sibling of it (same data set, one name extending the other: z16 and z16-beta4), else another of its data set.
+    choices = runs.model_choices()
+    keys = list(choices)
+    current_key = st.session_state.get("model_key")
+    a_key = st.session_state.get("cmp_a") if st.session_state.get("cmp_a") in choices else current_key
+    others = [k for k in keys if k != a_key]
+    if not others:
+        st.info("There is no other model to compare with: train one (Train) or save one first.")
         st.stop()
-    # Default B: a sibling of A (same data set, one name extending the other: z16 and z16-beta4), else the same data set.
-    same = sorted((p for p in files if p.stem.startswith(active.ck.dataset)), key=lambda p: p.stem)
-    kin = [p for p in same if p.stem.startswith(active.label) or active.label.startswith(p.stem)]
-    default = (kin or same or files)[0]
+    a_label = choices.get(a_key, "")
+    kin = [k for k in others if k.startswith("path:") and (Path(k[5:]).stem.startswith(active.label)
+                                                           or active.label.startswith(Path(k[5:]).stem))]
+    def plain_vae(k: str) -> bool:
+        """Compare is for VAEs: an M2 (pages/semi.py compares those) is not a default B."""
+        m = runs.resolve(k)
+        return m is not None and not is_m2(m.model)
+
+    b_default = (st.session_state.get("cmp_b") if st.session_state.get("cmp_b") in others else
+                 next((k for k in kin + others if plain_vae(k)), others[0]))
     left, right = st.columns(2)
-    left.markdown(f"**A:** {md(active.label)} (the current model)")
-    path = right.selectbox("**B:**", files, index=files.index(default), format_func=lambda p: Path(p).stem, key="eval_b")
-    try:
-        b_model = state.class_view(state.file_model(Path(path)))  # an M2 compares as the VAE of its class
-    except vae.CheckpointError as exc:
-        st.error(safe.error(exc))
+    a_pick = left.selectbox("**A:**", keys, index=keys.index(a_key) if a_key in keys else 0, format_func=choices.get,
+                            key="eval_a", on_change=lambda: st.session_state.update(cmp_a=st.session_state["eval_a"]))
+    b_pick = right.selectbox("**B:**", keys, index=keys.index(b_default), format_func=choices.get, key="eval_b",
+                             on_change=lambda: st.session_state.update(cmp_b=st.session_state["eval_b"]))
+    picked = []
+    for slot, k in (("A", a_pick), ("B", b_pick)):
+        try:
+            picked.append(runs.resolve(k, strict=True))
+        except vae.CheckpointError as exc:  # only files can be broken
+            st.error(f"{slot}: {md(Path(k.removeprefix('path:')).name)}: {safe.error(exc)}")
+            st.stop()
+    a_model, b_model = picked
+    if any(m is not None and is_m2(m.model) for m in picked):
+        st.info("Compare takes two VAEs; a semi-supervised M2 is compared with its probes on the Semi-supervised page.")
         st.stop()
+    if a_model is None or b_model is None:
+        st.error("That model cannot be opened any more (the file was removed).")
+        st.stop()
+    active = a_model  # below, "A" is the picked model (the current one unless changed)
+    if active.ck.dataset != data.name:
+        data = ui.dataset_or_stop(active)
     if b_model.ck.dataset != active.ck.dataset:
         st.warning(f"{md(b_model.label)} was trained on {md(repr(b_model.ck.dataset))} and {md(active.label)} on "
                    f"{md(repr(active.ck.dataset))}: "
                    "pick two models of the same data set to compare them on the same held-out images.")
         st.stop()
     k_cmp = st.select_slider("Also estimate −log p(x) with k importance samples (0 = skip)", [0, 10, 100], value=0,
-                             key="eval_cmp_k")
+                             key="eval_cmp_k", bind="query-params")
     key = ("compare", active.key, b_model.key, k_cmp)
     cmp = ui.cached(key)
     if cmp is None:
@@ -158,8 +189,14 @@ with other:
     ui.claim(f"The reconstruction/KL balance, measured: A (β = {beta(active)}) spends {ra:.1f} nats on reconstruction "
              f"and {ka:.1f} on KL; B (β = {beta(b_model)}) spends {rb:.1f} and {kb:.1f}. "
              f"Active units: {cmp.metrics['active units'][0]:.0f} versus {cmp.metrics['active units'][1]:.0f}.")
-    table = pd.DataFrame({"metric": list(cmp.metrics), f"A: {active.label}": [v[0] for v in cmp.metrics.values()],
-                          f"B: {b_model.label}": [v[1] for v in cmp.metrics.values()]})
+    rows = dict(cmp.metrics)
+    agree = [quality.agreement_future(m) for m in (active, b_model)]
+    if all(f.done() and f.exception() is None and f.result() is not None for f in agree):
+        rows["reconstruction agreement (%)"] = tuple(100 * f.result() for f in agree)
+    else:
+        quality.wait_ui(active), quality.wait_ui(b_model)
+    table = pd.DataFrame({"metric": list(rows), f"A: {active.label}": [v[0] for v in rows.values()],
+                          f"B: {b_model.label}": [v[1] for v in rows.values()]})
     st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g")
                                                           for c in table.columns[1:]})
     maps = st.columns(2)

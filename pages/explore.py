@@ -10,12 +10,12 @@ import streamlit as st
 import torch
 
 import vae
-from ui import state
+from ui import links, state, workspace
 from ui.directions import directions_ui
 from ui.latent_control import latent_control
 from ui.safe import md
 from ui.semi_ui import class_selector_ui
-from ui.widgets import image_row, show_image
+from ui.widgets import image_row, img_tag, show_image
 from vae.applications import png_bytes
 from vae.data import grid
 
@@ -99,12 +99,36 @@ def controls_ui(active: state.ActiveModel) -> None:
         mu, _ = vae.encode(active.model, x[i: i + 1])
         set_z(mu[0].numpy(), f"held-out image #{i}: its posterior mean μ")
 
-    c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.3], vertical_alignment="bottom")
-    c1.button("Sample from the prior", icon=":material/casino:", on_click=prior, width="stretch")
-    c2.button("Reset to zero", icon=":material/restart_alt:", width="stretch",
-              on_click=lambda: set_z(np.zeros(L), "z = 0, the prior's mean"))
-    c3.number_input("Held-out image #", min_value=0, value=0, step=1, key="explore_index")
-    c4.button("Start from this image", icon=":material/input:", on_click=from_data, width="stretch")
+    def from_current() -> None:
+        img = workspace.current_image()
+        x = workspace.input_for(active, img) if img is not None else None
+        if x is None:
+            st.session_state["explore_error"] = ("there is no current image" if img is None else
+                                                 f"the current image ({img.source}) cannot be made into this model's input")
+            return
+        mu, _ = vae.encode(active.model, x[None])
+        set_z(mu[0].numpy(), f"the current image ({img.source}): its posterior mean μ")
+
+    def keep_decoded() -> None:
+        z = torch.as_tensor(st.session_state["explore_z"], dtype=torch.float32)
+        workspace.set_current_image(vae.decode(active.model, z)[0], f"decoded in Explore ({active.label})", "sample")
+
+    # A wrapping row of buttons as wide as their labels: at 1024 px nothing is cut ("Sample fro…").
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    row.button("Sample from the prior", icon=":material/casino:", on_click=prior, width="content", key="explore_prior")
+    row.button("Reset to zero", icon=":material/restart_alt:", width="content", key="explore_reset",
+               on_click=lambda: set_z(np.zeros(L), "z = 0, the prior's mean"))
+    cur = workspace.current_image()
+    row.button("Start from the current image", icon=":material/photo:", on_click=from_current, width="content",
+               disabled=cur is None, key="explore_from_current",
+               help=f"Encode {cur.source} and start from its posterior mean." if cur else
+               "Upload, draw or pick an image (Reconstruct, the map) to make it the current image.")
+    row.button("Keep this image", icon=":material/push_pin:", on_click=keep_decoded, width="content",
+               key="explore_keep", help="Make the image decoded from this z the current image (sidebar), for "
+                                        "Reconstruct, Interpolate and Denoise.")
+    row.number_input("Held-out image #", min_value=0, value=0, step=1, key="explore_index", width=150)
+    row.button("Start from held-out image", icon=":material/input:", on_click=from_data, width="content",
+               key="explore_from_data")
     if err := st.session_state.pop("explore_error", None):
         st.error(err)
 
@@ -117,16 +141,24 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
     with left:
         z = latent_sliders_ui(active, dims)
     with right:
-        x_hat = vae.decode(model, torch.as_tensor(z, dtype=torch.float32))[0]
-        show_image(x_hat, 280, caption=st.session_state.get("explore_source", ""), test_id="decoded-image")
+        st.markdown(f"**{st.session_state.get('explore_source', '')}**")
         shown = ", ".join(f"{zname(d)}={z[d]:+.2f}" for d in range(min(L, 4)))
-        st.caption(f"PyTorch on the server, updated on release: decoded from z = ({shown}{', …' if L > 4 else ''})")
+        st.caption(f"The image beside the sliders, decoded from z = ({shown}{', …' if L > 4 else ''}), follows the "
+                   "pointer while you drag.")
+        server_decode(model, z)
     if traverse and dims:
         st.subheader("Traversal", anchor=False)
         st.caption("Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
         images, values = vae.traversal(model, torch.as_tensor(z, dtype=torch.float32), dims, -3.0, 3.0, 9)
         rows = [grid(images[r], nrow=images.shape[1]) for r in range(len(dims))]
         image_row(rows, [f"{zname(d)}: −3 … +3" for d in dims], width=9 * 44, test_id="traversal", stacked=True)
+
+
+def server_decode(model: vae.VAE, z: np.ndarray) -> None:
+    """PyTorch's decode of the released z, kept in the page but not shown (the user sees one image, the browser's):
+    the tests and bench/app_latency.py compare it with the browser's and time the round trip."""
+    x_hat = vae.decode(model, torch.as_tensor(z, dtype=torch.float32))[0]
+    st.html(f'<div style="display: none">{img_tag(x_hat, 28, "server decode", "decoded-image")}</div>')
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -139,6 +171,9 @@ def manifold_png(key: str, _model: vae.VAE) -> bytes:
 
 active = state.require_model()
 sync_state(active)
+if links.first_visit("explore") and (z_link := links.floats("z", active.config.latent_dim)) is not None:
+    set_z(z_link, "z from the link")
+links.write("z", st.session_state["explore_z"])
 st.title("Explore the latent space")
 st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
@@ -146,7 +181,7 @@ class_selector_ui(active)  # M2 models only: y of p(x|y, z)
 controls_ui(active)
 directions_ui(active)  # sliders along directions made on the latent map
 dims = dims_ui(active)
-traverse = st.toggle("Show the traversal grid (it follows the sliders)", value=True, key="explore_traverse")
+traverse = st.toggle("Show the traversal grid (it follows the sliders)", value=True, key="explore_traverse", bind="query-params")
 live_ui(active, dims, traverse)
 
 if active.config.latent_dim == 2:

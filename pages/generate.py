@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import applications_ui as ui
-from ui import safe, state
+from ui import safe, state, workspace
 from vae import applications as apps
 
 st.title("Generate")
@@ -15,11 +15,11 @@ active = state.require_model()
 data = ui.dataset_or_stop(active)
 
 with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):
-    n = st.select_slider("Samples", [4, 9, 16, 25, 36, 64], value=16, key="gen_n")
-    temperature = st.slider("Temperature (scale of the prior's std)", 0.0, 2.0, 1.0, 0.05, key="gen_temperature",
+    n = st.select_slider("Samples", [4, 9, 16, 25, 36, 64], value=16, key="gen_n", bind="query-params")
+    temperature = st.slider("Temperature (scale of the prior's std)", 0.0, 2.0, 1.0, 0.05, key="gen_temperature", bind="query-params",
                             help="z ~ N(0, T² I). T = 1 samples the prior the model was trained with; smaller T stays "
                                  "near the centre (typical, plainer images), larger T wanders to rarer codes.")
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", bind="query-params")
 
 try:
     gen = apps.generate(active.model, data, n, float(temperature), int(seed))
@@ -45,6 +45,12 @@ with left:
     g = ui.grid(gen.images, nrow, caption=f"T = {temperature:.2f}, seed {seed}")
     st.download_button("Download PNG", apps.png_bytes(g), file_name=f"samples-T{temperature:.2f}-seed{seed}.png",
                        mime="image/png", icon=":material/download:", on_click="ignore", key="gen_png")
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        k = st.number_input(f"Sample (0–{n - 1}, row by row)", 0, n - 1, 0, key="gen_keep_index", width=180)
+        st.button("Make it the current image", icon=":material/push_pin:", key="gen_keep",
+                  on_click=lambda: workspace.set_current_image(gen.images[int(k)], f"sample {int(k)} (T = "
+                                                               f"{temperature:.2f}, seed {seed}, {active.label})", "sample"),
+                  help="Reconstruct, Interpolate (as A), Denoise and Explore start from the current image (sidebar).")
 with right:
     st.subheader("Nearest training images")
     ui.grid(data.x_train[gen.nearest_index], nrow, caption="same place in the grid; Euclidean distance in pixel space")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import safe, state
+from ui import quality, safe, state
 from ui.plots import curves_figure
 from ui.safe import md
 from ui.widgets import key_value_table, show_image
@@ -62,9 +62,10 @@ def reparameterization_ui(active: state.ActiveModel) -> None:
         show_image(ex["x_hat"], 112, caption="decoded z", test_id="home-decoded")
     c3.button("Draw another ε", icon=":material/casino:", key="home_redraw",
               on_click=lambda: st.session_state.update(home_eps=st.session_state.get("home_eps", 0) + 1))
-    st.latex(rf"\text{{this image: }}\; {float(ex['recon']) + float(ex['kl']):.1f} \;=\; "
-             rf"\underbrace{{{float(ex['recon']):.1f}}}_{{\text{{reconstruction at }} z = \mu}} + "
-             rf"\underbrace{{{float(ex['kl']):.1f}}}_{{\mathrm{{KL}}}}\ \text{{nats}}")
+    recon, kl = round(float(ex["recon"]), 1), round(float(ex["kl"]), 1)  # the shown total is the sum of the shown terms
+    st.latex(rf"\text{{this image: }}\; {recon + kl:.1f} \;=\; "
+             rf"\underbrace{{{recon:.1f}}}_{{\text{{reconstruction at }} z = \mu}} + "
+             rf"\underbrace{{{kl:.1f}}}_{{\mathrm{{KL}}}}\ \text{{nats}}")
 
 
 @st.fragment(run_every=0.5)
@@ -85,6 +86,7 @@ def formulas_ui(active: state.ActiveModel) -> None:
     st.latex(r"-\mathrm{ELBO} = \underbrace{-\mathbb{E}_{q(z|x)}\log p(x|z)}_{\text{reconstruction}}"
              r"\; + \; \underbrace{-\tfrac12\sum_i\left(1 + \log\sigma_i^2 - \mu_i^2 - \sigma_i^2\right)}_{\mathrm{KL}(q(z|x)\,\|\,p(z))}")
     if isinstance(recon, (int, float)) and isinstance(kl, (int, float)):
+        recon, kl = round(recon, 1), round(kl, 1)  # rounded first, so that the terms add up to the total shown
         st.latex(rf"\text{{held-out average: }}\; {recon + kl:.1f} \;=\; {recon:.1f} \;+\; {kl:.1f}\ \text{{nats}}")
 
 
@@ -104,9 +106,15 @@ def model_card_ui(active: state.ActiveModel) -> None:
                        ("iwae_nll", "held-out IWAE NLL")]:
         if isinstance(m.get(key), (int, float)):
             rows[label] = f"{m[key]:.2f} nats"
+    agreement = quality.agreement_text(active)
+    if agreement is not None:
+        rows["reconstruction agreement"] = agreement
     if isinstance(m.get("seconds"), (int, float)):
         rows["training time"] = f"{m['seconds']:.0f} s"
     key_value_table(rows)  # cells escaped with ui.safe.md: a name cannot be a link
+    if agreement is not None:
+        st.caption(f"Reconstruction agreement: {quality.EXPLAINED}")
+    quality.wait_ui(active)
 
 
 intro_ui()

@@ -5,7 +5,7 @@ import streamlit as st
 
 import vae
 from ui import applications_ui as ui
-from ui import plots, safe, state
+from ui import plots, safe, state, workspace
 from vae import applications as apps
 
 st.title("Interpolate")
@@ -15,21 +15,26 @@ data = ui.dataset_or_stop(active)
 
 start, end, settings = st.columns([1, 1, 1], gap="large")
 with start:
-    st.subheader("Start")
-    a, a_label = ui.image_picker(active, data, "interp_a", default_index=0, allow_map=0)
+    st.subheader("A: start")
+    a, a_label = workspace.endpoint_ui(active, data, "A", "interp_a", default_index=0)
+    if a is not None:
+        ui.image(a, f"A: {a_label}", target=84)
 with end:
-    st.subheader("End")
-    b, b_label = ui.image_picker(active, data, "interp_b", default_index=1, allow_map=1)
+    st.subheader("B: end")
+    b, b_label = workspace.endpoint_ui(active, data, "B", "interp_b", default_index=1)
+    if b is not None:
+        ui.image(b, f"B: {b_label}", target=84)
 with settings:
     st.subheader("Path")
-    steps = st.slider("Steps", 2, 30, 10, key="interp_steps")
-    method = st.segmented_control("Interpolation", ["lerp", "slerp"], default="lerp", required=True, key="interp_method",
+    steps = st.slider("Steps", 2, 30, 10, key="interp_steps", bind="query-params")
+    method = st.segmented_control("Interpolation", ["lerp", "slerp"], default="lerp", required=True, key="interp_method", bind="query-params",
                                   help="lerp: linear; slerp: spherical")
     st.caption("**lerp** walks the straight line between the two codes. **slerp** follows the great circle, so "
                "the code's length stays like the prior's typical length instead of shrinking mid-way.")
 
 if a is None or b is None:
-    top.info("Choose both endpoints: a held-out image, an upload, or points picked on the latent map.")
+    top.info(f"Choose both endpoints: {a_label if a is None else b_label}. A is the current image (sidebar); both can "
+             "be a held-out image, an upload, or a point set from the latent map.")
     st.stop()
 try:
     ip = apps.interpolate_endpoints(active.model, a, b, steps, method)
@@ -78,8 +83,16 @@ with on_map:
                    f"({proj.explained.sum():.0%} of the variance); the path is projected the same way.")
 with change:
     st.subheader("Change per step")
-    st.bar_chart({"pixel change": ip.step_change}, x_label="step", y_label="mean |Δ pixel|", height=220)
+    # Plotly, not st.bar_chart: Altair and pandas would be imported into the server for two small charts
+    bars = go.Figure(go.Bar(x=np.arange(1, steps), y=ip.step_change, marker_color="#4e79a7",
+                            hovertemplate="step %{x}: %{y:.4f}<extra></extra>"))
+    bars.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step", yaxis_title="mean |Δ pixel|")
+    st.plotly_chart(bars, key="interp_change")
     st.subheader("Length of the code")
     typical = float(np.sqrt(active.config.latent_dim))
-    st.line_chart({"|z|": ip.z_norm, "typical |z| under the prior": np.full(steps, typical)},
-                  x_label="step", height=220)
+    norm = go.Figure([go.Scatter(x=np.arange(steps), y=ip.z_norm, mode="lines+markers", name="|z|"),
+                      go.Scatter(x=[0, steps - 1], y=[typical, typical], mode="lines", name="typical |z| under the prior",
+                                 line=dict(dash="dash", color="#e15759"))])
+    norm.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step",
+                       legend=dict(orientation="h", y=1.15))
+    st.plotly_chart(norm, key="interp_norm")

@@ -6,54 +6,66 @@ from __future__ import annotations
 import streamlit as st
 
 import vae
-from ui import safe, state
+from ui import safe, state, workspace
 from ui.plots import add_highlight, latent_map_figure, posterior_figure
 from ui.safe import md
 from ui.widgets import image_row, show_image
 from vae.explore import posterior_ellipse
-from vae.reconstruction import ImageAnalysis, analyse_image, uses_digit_style
+from vae.reconstruction import ImageAnalysis, analyse_input, uses_digit_style
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "gif"]
 N_SAMPLES = 8
 
 
-def canvas_ui() -> bytes | None:
-    """A drawing canvas (streamlit-drawable-canvas); PNG bytes of the drawing, or None while it is empty."""
+def canvas_ui() -> None:
+    """A drawing canvas (streamlit-drawable-canvas); a changed drawing becomes the current image."""
     try:
         from streamlit_drawable_canvas import st_canvas
     except Exception as exc:  # noqa: BLE001 - the component registers itself at import; outside a server it cannot
         st.warning(f"The drawing canvas is not available here ({type(exc).__name__}); upload an image instead.")
-        return None
+        return
     c1, c2 = st.columns([1, 1])
     width = c2.slider("Pen width", 6, 40, 20, key="rec_pen")
     c2.caption("Draw one digit with the mouse, big and centred like a handwritten one. The bin icon clears it.")
     with c1:
         result = st_canvas(stroke_width=width, stroke_color="#000000", background_color="#ffffff", height=280,
                            width=280, drawing_mode="freedraw", key="rec_canvas", return_image_data=True)
-    if not (result.json_data or {}).get("objects"):
-        return None
-    return result.image_bytes
+    if (result.json_data or {}).get("objects") and result.image_bytes:
+        try:
+            workspace.set_upload(result.image_bytes, "drawing", "drawing", widget="rec_canvas")
+        except vae.DataError as exc:
+            st.error(f"The drawing: {exc}", icon=":material/broken_image:")
 
 
-def input_ui() -> tuple[bytes | None, str]:
-    """The image to reconstruct, from an upload or the canvas, and a name for it."""
-    source = st.segmented_control("Image source", ["Upload", "Draw"], default="Upload", key="rec_source")
+def input_ui(active: state.ActiveModel) -> None:
+    """Where the current image comes from: an upload, the canvas, or the data set. It stays the current image of this
+    tab (the sidebar's tray) for the other pages and models."""
+    source = st.segmented_control("Image source", ["Upload", "Draw", "Data set"], default="Upload", key="rec_source", bind="query-params")
     if source == "Draw":
-        return canvas_ui(), "drawing"
-    up = st.file_uploader("An image (PNG, JPEG, BMP, WebP, or a GIF's first frame)", type=IMAGE_TYPES, key="rec_upload")
-    if up is None:
-        return None, ""
-    return up.getvalue(), up.name
+        canvas_ui()
+    elif source == "Data set":
+        try:
+            data = state.dataset_for(active)
+        except vae.DataError as exc:
+            st.error(f"The model's data set cannot be loaded: {exc}")
+            return
+        n = len(data.x_test)
+        c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+        c1.number_input(f"Held-out image (0–{n - 1})", 0, n - 1, 0, key="rec_index")
+        c2.button("Use this image", key="rec_use",
+                  on_click=lambda: workspace.use_heldout("A", data, st.session_state["rec_index"]))
+    else:
+        workspace.upload_ui("A", "rec_upload", "An image (PNG, JPEG, BMP, WebP, or a GIF's first frame)")
 
 
-def analysis_ui(active: state.ActiveModel, data: bytes, name: str, digit_style: bool) -> ImageAnalysis | None:
-    """Analyse the image and render everything; a bad image gives one clear message and None."""
+def analysis_ui(active: state.ActiveModel, image: workspace.CurrentImage, digit_style: bool) -> ImageAnalysis | None:
+    """Analyse the current image for this model and render everything; an unusable image gives one message and None."""
     try:
-        a = analyse_image(active.model, data, digit_style, n_samples=N_SAMPLES,
-                          seed=st.session_state.get("rec_seed", 0))
+        pre = workspace.prepared_for(active, digit_style, image)
     except vae.DataError as exc:
-        st.error(f"{md(name) if name else 'The image'}: {safe.error(exc)}", icon=":material/broken_image:")
+        st.error(f"{md(workspace.short(image.source, 60))}: {safe.error(exc)}", icon=":material/broken_image:")
         return None
+    a = analyse_input(active.model, pre, n_samples=N_SAMPLES, seed=st.session_state.get("rec_seed", 0))
     st.subheader("1 · From your image to the model's input", anchor=False)
     image_row([img for _, img in a.pre.steps], [cap for cap, _ in a.pre.steps], width=112, test_id="rec-steps")
 
@@ -70,7 +82,8 @@ def analysis_ui(active: state.ActiveModel, data: bytes, name: str, digit_style: 
         m3.metric("−ELBO", f"{a.neg_elbo:.1f}", help="reconstruction + KL, nats: lower is a more typical image")
         typical = active.ck.metrics.get("neg_elbo")
         if isinstance(typical, (int, float)):
-            st.caption(f"For comparison, the held-out images average {typical:.1f} nats.")
+            st.caption(f"For comparison, the held-out images average {typical:.1f} nats. A low −ELBO says the image "
+                       "is typical for the model, not that its reconstruction is right: look at the two images.")
     st.plotly_chart(posterior_figure(a.mu.numpy(), a.sigma.numpy()), key="rec_posterior")
 
     st.subheader("3 · The reparameterization: z = μ + σ ⊙ ε", anchor=False)
@@ -107,15 +120,20 @@ def map_ui(active: state.ActiveModel, a: ImageAnalysis) -> None:
 active = state.require_model()
 st.title("Reconstruct an image")
 st.markdown("Give the encoder an image of your own. It is converted the way the training images were, encoded to a "
-            "posterior $q(z|x) = \\mathcal{N}(\\mu, \\sigma^2)$, and decoded back.")
+            "posterior $q(z|x) = \\mathcal{N}(\\mu, \\sigma^2)$, and decoded back. The image becomes this tab's "
+            "**current image** (sidebar): Interpolate, Denoise and Explore start from it, whichever model you pick.")
 cfg = active.config
-data, name = input_ui()
-digit_style = st.checkbox("MNIST-style preprocessing (grey, white on black, cropped, fitted into 20×20, centred by mass)",
-                          value=uses_digit_style(cfg.input_shape, active.ck.dataset), disabled=cfg.input_shape[0] != 1,
-                          key=f"rec_digit_style:{active.key}")
-if data is None:
-    st.info("Upload an image or draw one to see its reconstruction.", icon=":material/upload:")
+input_ui(active)
+image = workspace.current_image()
+if image is None:
+    st.info("Upload an image, draw one or pick one from the data set to see its reconstruction.", icon=":material/upload:")
     st.stop()
-analysis = analysis_ui(active, data, name, digit_style)
+digit_style = st.checkbox("MNIST-style preprocessing (grey, white on black, cropped, fitted into 20×20, centred by mass)",
+                          value=uses_digit_style(cfg.input_shape, active.ck.dataset),
+                          disabled=cfg.input_shape[0] != 1 or not image.raw,
+                          help=None if image.raw else "Images from a data set or a decoder are already in the models' "
+                                                      "conventions: they are only resized.",
+                          key=f"rec_digit_style:{active.key}")
+analysis = analysis_ui(active, image, digit_style)
 if analysis is not None:
     map_ui(active, analysis)

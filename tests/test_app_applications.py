@@ -19,6 +19,21 @@ def unescaped(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
+@pytest.fixture(autouse=True)
+def on_the_2d_model(monkeypatch):
+    """The application pages on the 2-D model; the default model is tested in tests/test_workspace.py."""
+    from ui import state
+
+    monkeypatch.setattr(state, "DEFAULT_CHECKPOINT", "mnist5k-mlp-z2.safetensors")
+
+
+def model_key(stem: str) -> str:
+    """The model picker's key of a checkpoint file (what the A/B selectboxes hold)."""
+    from ui import state
+
+    return f"path:{state.CHECKPOINT_DIR / (stem + '.safetensors')}"
+
+
 def open_page(name: str, **session) -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
     for k, v in session.items():
@@ -48,38 +63,51 @@ def test_interpolate_shows_the_strip_and_the_claim():
     assert_clean(at)
     assert "smooth transitions" in at.markdown[0].value
     assert "over 9 steps" in at.info[0].value
-    assert [im.captions[0] for im in at.image] == ["input #0", "input #1", "#0 → #1, 10 steps, lerp"]
+    assert [im.captions[0] for im in at.image] == ["A: #0", "B: #1", "#0 → #1, 10 steps, lerp"]
     assert {b.label for b in at.download_button} == {"Download PNG strip", "Download animated GIF"}
     at.slider(key="interp_steps").set_value(5)
     at.segmented_control(key="interp_method").set_value("slerp")
     at.number_input(key="interp_b_index").set_value(7)
+    at.button(key="interp_b_use").click()
     at.run()
     assert_clean(at)
-    assert "slerp path from #0 to #7" in at.info[0].value and "over 4 steps" in at.info[0].value
+    # B is held-out #7 now; A is still the default #0 (the slot stays empty until an image is chosen)
+    assert "slerp path from #0 to held-out #7 (mnist5k)" in at.info[0].value and "over 4 steps" in at.info[0].value
+    assert at.session_state["ws_endpoint_b"].ref == "mnist5k:7"
 
 
-def test_interpolate_reads_the_latent_maps_endpoints():
-    at = open_page("interpolate", interp_endpoints=[3, [0.5, -0.5]])  # the default model has 2 latent dimensions
+def workspace_image(x, source: str, kind: str):
+    from ui.workspace import _make
+
+    return _make(x, source, kind)
+
+
+def test_interpolate_starts_from_the_current_image_and_b():
+    import torch
+
+    from ui import state
+
+    data = state.prefetch_dataset("mnist5k").result()
+    at = open_page("interpolate", ws_current=workspace_image(data.x_test[3], "held-out #3 (mnist5k)", "dataset"),
+                   ws_endpoint_b=workspace_image(torch.rand(1, 16, 16), "map point", "map"))
     assert_clean(at)
-    assert "from #3 to map point" in at.info[0].value
+    assert "from held-out #3 (mnist5k) to map point" in at.info[0].value  # B at 16x16 is resized to the model's 28x28
 
 
-@pytest.mark.parametrize("bad, reason", [([1, 2, 3], "not a pair"), ([0, 10**6], "does not exist"),
-                                         ([0, [1.0, 2.0, 3.0]], "not 2 finite numbers"), ([0, "x"], "neither")])
-def test_interpolate_ignores_unusable_map_endpoints(bad, reason):
-    at = open_page("interpolate", interp_endpoints=bad)
-    assert_clean(at)
-    assert any(reason in c.value for c in at.caption)
-    assert "from #0 to #1" in at.info[0].value  # fell back to held-out images
+def test_interpolate_says_when_the_current_image_cannot_be_used():
+    import torch
+
+    at = open_page("interpolate", ws_current=workspace_image(torch.ones(3, 50, 50), "upload paper.png", "upload"))
+    assert [e.value for e in at.exception] == []
+    assert "cannot be made into this model's input" in at.info[0].value  # blank paper: no strokes to centre
 
 
 def test_interpolate_uses_an_uploaded_image_and_rejects_junk():
     at = open_page("interpolate")
-    at.segmented_control(key="interp_b_source").set_value("upload").run()
-    assert "Choose both endpoints" in at.info[0].value  # nothing uploaded yet: a message, no error
     at.file_uploader(key="interp_b_upload").set_value(("one.png", png(), "image/png")).run()
     assert_clean(at)
-    assert "from #0 to one" in at.info[0].value
+    assert "from #0 to one.png" in at.info[0].value
+    assert "upload one.png" in at.session_state["ws_endpoint_b"].source
     at.file_uploader(key="interp_b_upload").set_value(("junk.png", b"not an image at all", "image/png")).run()
     assert [e.value for e in at.exception] == []
     assert any("junk.png" in unescaped(e.value) and "not an image" in e.value for e in at.error)
@@ -125,7 +153,8 @@ def test_denoise_masks_complete_iteratively(kind):
     assert "After 5 completion iterations" in at.info[0].value
     captions = [im.captions[0] for im in at.image]
     assert any(c.startswith("completed (5 it.)") for c in captions)
-    assert captions[-1] == "iterations 0, 1, 2, 5"  # the strip of the hidden pixels being refilled
+    # the strip of the hidden pixels being refilled, with the best iteration marked
+    assert captions[-1].startswith("iterations 0, 1, 2") and captions[-1].count("(best)") == 1
     assert any("painted red" in c.value for c in at.caption)
 
 
@@ -133,7 +162,6 @@ def test_denoise_salt_and_pepper_and_an_oversized_upload():
     at = open_page("denoise")
     at.segmented_control(key="denoise_kind").set_value("salt_pepper").run()
     assert_clean(at)
-    at.segmented_control(key="denoise_source").set_value("upload").run()
     at.file_uploader(key="denoise_upload").set_value(("huge.png", png(size=(5000, 4000)), "image/png")).run()
     assert [e.value for e in at.exception] == []
     assert any("megapixels" in e.value for e in at.error)
@@ -168,11 +196,8 @@ def test_evaluate_summary_iwae_and_probes():
 
 def test_evaluate_compares_two_checkpoints():
     at = open_page("evaluate")
-    names = [Path(p).stem for p in at.selectbox(key="eval_b").options]
-    if "mnist5k-mlp-z16" not in names or "mnist5k-mlp-z16-beta4" not in names:
-        pytest.skip("the shipped mnist5k z16 checkpoints are missing")
-    b = next(p for p in at.selectbox(key="eval_b").options if Path(p).stem == "mnist5k-mlp-z16-beta4")
-    at.selectbox(key="eval_b").set_value(b).run()
+    at.selectbox(key="eval_a").set_value(model_key("mnist5k-mlp-z16")).run()
+    at.selectbox(key="eval_b").set_value(model_key("mnist5k-mlp-z16-beta4")).run()
     assert_clean(at)
     claim = at.info[-1].value
     assert "β = 1.0" in claim and "β = 4.0" in claim
@@ -183,10 +208,7 @@ def test_evaluate_compares_two_checkpoints():
 
 def test_evaluate_refuses_to_compare_across_data_sets():
     at = open_page("evaluate")
-    shapes = [p for p in at.selectbox(key="eval_b").options if Path(p).stem.startswith("shapes")]
-    if not shapes:
-        pytest.skip("no shapes checkpoint shipped")
-    at.selectbox(key="eval_b").set_value(shapes[0]).run()
+    at.selectbox(key="eval_b").set_value(model_key("shapes-mlp-z6")).run()
     assert [e.value for e in at.exception] == []
     assert any("same data set" in w.value for w in at.warning)
 
@@ -202,7 +224,6 @@ def test_evaluate_compare_reports_a_broken_checkpoint(tmp_path, monkeypatch):
     (folder / "mnist5k-broken.safetensors").write_bytes(b"\x80\x04not a checkpoint at all")
     monkeypatch.setattr(state, "CHECKPOINT_DIR", folder)
     at = open_page("evaluate")
-    broken = next(p for p in at.selectbox(key="eval_b").options if Path(p).stem == "mnist5k-broken")
-    at.selectbox(key="eval_b").set_value(broken).run()
+    at.selectbox(key="eval_b").set_value(model_key("mnist5k-broken")).run()
     assert [e.value for e in at.exception] == []
     assert any("mnist5k-broken" in unescaped(e.value) and "safetensors" in e.value for e in at.error)

@@ -35,6 +35,13 @@ def mnist5k_loaded(cached_mnist5k_source):
         state.prefetch_dataset("mnist5k").result()
 
 
+@pytest.fixture(autouse=True)
+def on_the_2d_model(monkeypatch):
+    """These tests drive the pages on the 2-D model (z is short, the map is its latent space); the app's default
+    itself, and that it reconstructs faithfully, is tested in tests/test_workspace.py."""
+    monkeypatch.setattr(state, "DEFAULT_CHECKPOINT", SHIPPED.name)
+
+
 @pytest.fixture
 def checkpoint_dir(tmp_path, monkeypatch):
     """A private checkpoints/ with the shipped 2-D model, so saving never touches the real folder."""
@@ -113,7 +120,8 @@ def test_home_shows_formulas_with_the_models_numbers_and_a_model_card():
     m = ck.metrics
     latex = "\n".join(x.value for x in at.latex)
     assert r"z = \mu + \sigma \odot \epsilon" in latex
-    assert f"{m['recon'] + m['kl']:.1f} \\;=\\; {m['recon']:.1f} \\;+\\; {m['kl']:.1f}" in latex
+    recon, kl = round(m["recon"], 1), round(m["kl"], 1)  # the shown terms add up to the shown total
+    assert f"{recon + kl:.1f} \\;=\\; {recon:.1f} \\;+\\; {kl:.1f}" in latex
     # the reparameterization, in numbers, for held-out image #0
     assert r"\epsilon &= (" in latex and r"z = \mu + \sigma \odot \epsilon &= (" in latex
     card = next(md.value for md in at.markdown if "latent dimensions" in md.value)  # a markdown table, not st.table
@@ -146,15 +154,15 @@ def test_explore_decodes_z_and_its_buttons_set_it():
     moved = decoded_src(at)
     assert moved != zero and img_srcs(html_with(at, "traversal")) != img_srcs(traversal)
 
-    at.button[1].click().run()  # Reset to zero
+    at.button(key="explore_reset").click().run()
     assert at.session_state["explore_z"] == [0.0, 0.0] and decoded_src(at) == zero
 
-    at.button[0].click().run()  # Sample from the prior: a local generator, draw #1
+    at.button(key="explore_prior").click().run()  # a local generator, draw #1
     z1, _ = vae.sample(vae.load_checkpoint(SHIPPED).model, 1, seed=1)
     assert np.allclose(at.session_state["explore_z"], z1[0].numpy(), atol=1e-6)
 
     at.number_input(key="explore_index").set_value(3)
-    at.button[2].click().run()  # Start from held-out image #3: its posterior mean
+    at.button(key="explore_from_data").click().run()  # its posterior mean
     mu, _ = vae.encode(vae.load_checkpoint(SHIPPED).model, state.prefetch_dataset("mnist5k").result().x_test[3:4])
     assert np.allclose(at.session_state["explore_z"], mu[0].numpy(), atol=1e-5)
     assert "held-out image #3" in at.session_state["explore_source"]
@@ -164,7 +172,7 @@ def test_explore_decodes_z_and_its_buttons_set_it():
 def test_explore_rejects_an_index_past_the_held_out_set():
     at = run_page("explore")
     at.number_input(key="explore_index").set_value(10_000)
-    at.button[2].click().run()
+    at.button(key="explore_from_data").click().run()
     assert "there is no held-out image #10000" in at.error[0].value
     assert at.session_state["explore_z"] == [0.0, 0.0]
 
@@ -313,7 +321,7 @@ def test_map_send_a_point_to_explore():
 def test_reconstruct_an_uploaded_image():
     at = run_page("reconstruct")
     assert_clean(at)
-    assert at.info[0].value.startswith("Upload an image or draw one")
+    assert at.info[0].value.startswith("Upload an image, draw one or pick one")
     at.get("file_uploader")[0].upload("seven.png", seven(), "image/png").run()
     assert_clean(at)
     assert [m.label for m in at.metric] == ["reconstruction", "KL", "−ELBO"]
@@ -473,7 +481,7 @@ def sidebar_only() -> None:
 def test_sidebar_opens_an_uploaded_checkpoint_and_refuses_a_bad_one(checkpoint_dir):
     at = AppTest.from_function(sidebar_only, default_timeout=TIMEOUT).run()
     assert_clean(at)
-    assert model_picker(at).options == ["mnist5k-mlp-z2"]
+    assert model_picker(at).options == ["mnist5k-mlp-z2 · 2-D map & manifold"]
     assert [b.label for b in at.get("download_button")] == ["Download checkpoint"]
     at.get("file_uploader")[0].upload("pickle.safetensors", pickle.dumps({"w": list(range(100))}), "application/octet-stream").run()
     assert [e.value for e in at.exception] == []
@@ -484,5 +492,5 @@ def test_sidebar_opens_an_uploaded_checkpoint_and_refuses_a_bad_one(checkpoint_d
     at.get("file_uploader")[0].upload("friend.safetensors", SHIPPED.read_bytes(), "application/octet-stream").run()
     assert_clean(at)
     assert at.session_state["model_key"].startswith("upload:")
-    assert model_picker(at).options == ["friend · uploaded", "mnist5k-mlp-z2"]
+    assert model_picker(at).options == ["friend · uploaded", "mnist5k-mlp-z2 · 2-D map & manifold"]
     assert model_picker(at).value == at.session_state["model_key"]

@@ -29,7 +29,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
 def test_train_json_last_line(trained):
     out, result = trained
     assert out.exists()
-    assert {"seconds", "epochs", "test_neg_elbo", "checkpoint"} <= set(result)
+    assert {"seconds", "epochs", "test_neg_elbo", "recon_agreement", "checkpoint"} <= set(result)
     assert result["epochs"] == 3 and result["checkpoint"] == str(out)
     assert 0 < result["test_neg_elbo"] < 100  # 8x8 digits: a few tens of nats
 
@@ -44,6 +44,7 @@ def test_evaluate_json(trained):
     assert result["iwae_nll"] <= result["neg_elbo"] + 1.0  # the k-sample bound is at least as tight (up to noise)
     assert 0 <= result["active_units"] <= 2
     assert 0.1 < result["probe_accuracy"] <= 1.0
+    assert 0.1 < result["recon_agreement"] <= 1.0  # z2 on 8x8 digits: about half read back as the same digit
 
 
 def test_info(trained):

@@ -91,3 +91,49 @@ def test_iwae_estimate_reports_progress_and_is_seeded(trained_digits, digits):
     b = iwae_estimate(trained_digits, x, k=20, batch_size=10, seed=3)
     assert a == b and 0 < a < 100
     assert progress == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+def test_pixel_reader_reads_digits_like_sklearn(digits):
+    from sklearn.linear_model import LogisticRegression
+
+    from vae.metrics import pixel_classifier
+
+    reader = pixel_classifier(digits.x_train, digits.y_train)
+    ours = reader.score(digits.x_test, digits.y_test)
+    ref = LogisticRegression(max_iter=2000).fit(digits.x_train.flatten(1).numpy(), digits.y_train.numpy())
+    assert ours > 0.85  # 8x8 digits: a linear reader gets ~0.95
+    assert abs(ours - ref.score(digits.x_test.flatten(1).numpy(), digits.y_test.numpy())) < 0.05
+
+
+class _Echo(torch.nn.Module):
+    """A 'VAE' whose decoded mean is its input (perfect reconstruction), or a constant image."""
+
+    def __init__(self, cfg, constant: bool):
+        super().__init__()
+        self.cfg, self.constant, self.p = cfg, constant, torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x):
+        return x.flatten(1), torch.zeros_like(x.flatten(1))
+
+    def decode_logits(self, z):
+        x = torch.full_like(z, 0.3) if self.constant else z
+        return torch.logit(x.clamp(1e-4, 1 - 1e-4)).reshape(len(z), *self.cfg.input_shape)
+
+
+def test_recon_agreement_is_one_for_a_perfect_reconstruction_and_chance_for_a_constant(digits):
+    from vae.config import ModelConfig
+    from vae.metrics import pixel_classifier, recon_agreement
+
+    reader = pixel_classifier(digits.x_train, digits.y_train)
+    cfg = ModelConfig(input_shape=(1, 8, 8), latent_dim=64)
+    assert recon_agreement(_Echo(cfg, False), digits.x_test, reader, batch_size=100) == pytest.approx(1.0, abs=0.005)
+    share = recon_agreement(_Echo(cfg, True), digits.x_test, reader)
+    c = reader.predict(torch.full((1, 1, 8, 8), 0.3))[0]  # every reconstruction is read as this one class
+    assert share == pytest.approx(float((reader.predict(digits.x_test) == c).mean())) and share < 0.3
+
+
+def test_recon_agreement_of_a_trained_model(trained_digits, tiny_model, digits):
+    from vae.metrics import data_agreement
+
+    trained, untrained = data_agreement(trained_digits, digits), data_agreement(tiny_model((1, 8, 8)).eval(), digits)
+    assert 0 <= untrained < 0.3 < trained <= 1

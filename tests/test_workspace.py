@@ -89,3 +89,112 @@ def test_tray_shows_clears_and_keeps_b():
     next(b for b in at.button if b.label == "Clear").click().run()
     assert "current: None" in at.markdown[0].value
     assert [c.value for c in at.sidebar.caption] == ["Interpolate's B: map point"]
+
+
+# ---------------------------------------------------------------- the app: tray across pages, links
+
+APP = str(ROOT / "app.py")
+Z2 = "mnist5k-mlp-z2"  # 2-D latents: short links
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mnist5k_loaded(cached_mnist5k_source):
+    from ui import state
+
+    with cached_mnist5k_source():
+        state.prefetch_dataset("mnist5k").result()
+
+
+def app(page: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(query)
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def clean(at: AppTest) -> None:
+    assert [e.value for e in at.exception] == []
+
+
+def test_a_link_sets_model_z_and_current_image():
+    at = app(model=Z2, img="mnist5k:7")
+    clean(at)
+    assert at.session_state["model_key"].endswith(f"{Z2}.safetensors")
+    assert at.session_state["ws_current"].source == "held-out #7 (mnist5k)"
+    assert "held-out #7 (mnist5k)" in [c.value for c in at.sidebar.caption]
+
+
+@pytest.mark.parametrize("query,notice", [
+    ({"model": "no-such-model"}, "no such checkpoint"),
+    ({"model": "../../etc/passwd"}, "no such checkpoint"),
+    ({"img": "mnist5k:99999"}, "held-out images"),
+    ({"img": "folder:/etc:1"}, "DATASET:INDEX"),
+    ({"img": "mnist5k:-1"}, "DATASET:INDEX"),
+])
+def test_hostile_app_links_are_ignored_with_a_notice(query, notice):
+    at = app(**query)
+    clean(at)
+    assert any(notice in t for t in at.session_state["links_notices"]), at.session_state["links_notices"]
+    assert "ws_current" not in at.session_state or at.session_state["ws_current"] is None
+
+
+@pytest.mark.parametrize("z,notice", [
+    ("nan,1", "finite"), ("1e308,0", "finite"), ("inf,0", "finite"), ("a,b", "not a list of numbers"),
+    ("1,2,3", "needs 2"), ("", "not a list of numbers"), ("1" * 30_000, "characters long"),
+])
+def test_hostile_z_is_ignored_with_a_notice(z, notice):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(model=Z2)
+    at.run()
+    at.query_params["z"] = z
+    at.switch_page("pages/explore.py").run()
+    clean(at)
+    assert at.session_state["explore_z"] == [0.0, 0.0]
+    assert any(notice in t for t in at.session_state["links_notices"]), at.session_state["links_notices"]
+
+
+def test_a_link_with_z_opens_explore_there_and_explore_keeps_the_link_current():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(model=Z2)
+    at.run()
+    at.query_params["z"] = "0.5,-1.25"
+    at.switch_page("pages/explore.py").run()
+    clean(at)
+    assert at.session_state["explore_z"] == [0.5, -1.25]
+    assert at.session_state["explore_source"] == "z from the link"
+    at.button(key="explore_reset").click().run()
+    assert at.query_params["z"] == "0,0" and at.query_params["model"] == Z2
+
+
+# ---------------------------------------------------------------- the default model
+
+
+def test_the_app_opens_on_a_model_that_gives_back_the_digit_it_was_shown(mnist5k):
+    import vae
+    from ui import state
+    from vae.metrics import data_agreement
+
+    ck = vae.load_checkpoint(ROOT / "checkpoints" / state.DEFAULT_CHECKPOINT)
+    assert ck.metrics["recon_agreement"] >= 0.95
+    assert data_agreement(ck.model, mnist5k) == pytest.approx(ck.metrics["recon_agreement"], abs=0.003)  # re-measured
+    at = app()
+    clean(at)
+    assert at.session_state["model_key"].endswith(state.DEFAULT_CHECKPOINT)
+    card = at.table[0].value
+    rows = dict(zip(card.iloc[:, 0], card.iloc[:, 1]))
+    assert rows["reconstruction agreement"].replace("\\", "") == f"{ck.metrics['recon_agreement']:.1%}"  # md-escaped
+    assert any("reads as the same class" in c.value for c in at.caption)
+
+
+def test_a_model_without_a_stored_agreement_is_measured_in_the_background(tmp_path, monkeypatch, trained_digits, digits):
+    import vae
+    from ui import quality, state
+
+    path = tmp_path / "digits-tiny.safetensors"
+    vae.save_checkpoint(path, trained_digits, None, "digits", [], {"neg_elbo": 30.0})
+    active = state.ActiveModel("test:digits-tiny", "digits-tiny", vae.load_checkpoint(path))
+    fut = quality.agreement_future(active)
+    assert fut.result(timeout=120) == pytest.approx(vae.metrics.data_agreement(trained_digits, digits))
+    assert quality.agreement_text(active).endswith("%")

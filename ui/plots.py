@@ -94,3 +94,26 @@ def posterior_figure(mu: np.ndarray, sigma: np.ndarray, height: int = 260) -> go
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, yaxis_title="z",
                       title=dict(text="posterior per dimension: μ ± 2σ (grey band: the prior's ±2)", font=dict(size=13)))
     return fig
+
+
+def overlay_figure(runs: dict[str, list[dict]], height: int = 300) -> go.Figure:
+    """Several runs' held-out curves (train dotted) on shared axes: reconstruction, KL and -ELBO per epoch."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("reconstruction (nats)", "KL (nats)", "−ELBO (nats)"),
+                        horizontal_spacing=0.07)
+    for i, (name, history) in enumerate(runs.items()):
+        color = PALETTE[i % len(PALETTE)]
+        epochs = [h["epoch"] for h in history]
+        for col, term in enumerate(("recon", "kl", "neg_elbo"), start=1):
+            for split, dash in (("test", "solid"), ("train", "dot")):
+                ys = [h.get(f"{split}_{term}") for h in history]
+                fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines", line=dict(dash=dash, color=color, width=2),
+                                         name=name if split == "test" else f"{name} (train)", legendgroup=name,
+                                         showlegend=col == 1 and split == "test",
+                                         hovertemplate=f"{name} · {split} · epoch %{{x}}: %{{y:.1f}}<extra></extra>"),
+                              row=1, col=col)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(orientation="h", x=0, y=1.15, yanchor="bottom"))
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    return fig

@@ -34,7 +34,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def show_image(image: torch.Tensor | np.ndarray, width: int = 224, caption: str = "", test_id: str = "") -> None:
     """One image with an optional caption under it."""
-    cap = f'<div style="font-size: 0.8rem; color: #666; margin-top: 2px;">{html.escape(caption)}</div>' if caption else ""
+    cap = f'<div style="font-size: 0.8rem; color: inherit; opacity: 0.72; margin-top: 2px;">{html.escape(caption)}</div>' if caption else ""
     st.html(f"<div>{img_tag(image, width, caption, test_id)}{cap}</div>")
 
 
@@ -47,13 +47,13 @@ def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | Non
     if stacked:
         rows = "".join(
             f'<div style="display: flex; align-items: center; gap: 10px; margin-bottom: 4px;">'
-            f'<span style="font-size: 0.8rem; color: #666; min-width: 90px; text-align: right;">{html.escape(cap)}</span>'
+            f'<span style="font-size: 0.8rem; color: inherit; opacity: 0.72; min-width: 90px; text-align: right;">{html.escape(cap)}</span>'
             f'{img_tag(im, width, cap)}</div>' for im, cap in zip(images, captions))
         st.html(f"<div{tid}>{rows}</div>")
         return
     cells = "".join(
         f'<figure style="margin: 0 6px 6px 0; text-align: center;">{img_tag(im, width, cap)}'
-        f'<figcaption style="font-size: 0.75rem; color: #666; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
+        f'<figcaption style="font-size: 0.75rem; color: inherit; opacity: 0.72; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
         for im, cap in zip(images, captions))
     st.html(f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
 

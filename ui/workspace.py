@@ -25,7 +25,8 @@ from vae.data import DataError, Preprocessed
 KEY = "ws_current"  # st.session_state key of the current image (endpoint A)
 KEY_B = "ws_endpoint_b"  # Interpolate's endpoint B
 KINDS = ("upload", "drawing", "dataset", "sample", "map", "image")
-RAW_KINDS = ("upload", "drawing")  # photos of ink on paper: they get the model's preprocessing (MNIST recipe)
+RAW_KINDS = ("upload", "drawing")
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "gif"]  # photos of ink on paper: they get the model's preprocessing (MNIST recipe)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class CurrentImage:
     source: str  # shown to the user: "upload five.png", "held-out #12 (mnist5k)", "map point"
     kind: str = "image"  # one of KINDS
     digest: str = ""  # of the pixels: a cache key for what is computed from this image
+    ref: str = ""  # "DATASET:INDEX" for a held-out image: what a link carries (an upload cannot travel in a URL)
 
     @property
     def raw(self) -> bool:
@@ -44,7 +46,7 @@ def _digest(x: torch.Tensor) -> str:
     return hashlib.sha256(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def _make(x: torch.Tensor, source: str, kind: str) -> CurrentImage:
+def _make(x: torch.Tensor, source: str, kind: str, ref: str = "") -> CurrentImage:
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(x)
     x = x.detach().cpu().float()
@@ -55,7 +57,7 @@ def _make(x: torch.Tensor, source: str, kind: str) -> CurrentImage:
     if x.ndim != 3 or x.shape[0] not in (1, 3) or not torch.isfinite(x).all():
         raise ValueError(f"the current image must be (1 or 3, H, W) finite values, not {tuple(x.shape)}")
     x = x.clamp(0, 1).contiguous()
-    return CurrentImage(x, str(source), kind if kind in KINDS else "image", _digest(x))
+    return CurrentImage(x, str(source), kind if kind in KINDS else "image", _digest(x), ref)
 
 
 def current_image() -> CurrentImage | None:
@@ -63,17 +65,17 @@ def current_image() -> CurrentImage | None:
     return st.session_state.get(KEY)
 
 
-def set_current_image(x: torch.Tensor, source: str, kind: str = "image") -> None:
+def set_current_image(x: torch.Tensor, source: str, kind: str = "image", ref: str = "") -> None:
     """Make x (C, H, W) in [0, 1], at its own size, this tab's current image (and Interpolate's endpoint A)."""
-    st.session_state[KEY] = _make(x, source, kind)
+    st.session_state[KEY] = _make(x, source, kind, ref)
 
 
-def set_endpoint(slot: str, x: torch.Tensor, source: str, kind: str = "image") -> None:
+def set_endpoint(slot: str, x: torch.Tensor, source: str, kind: str = "image", ref: str = "") -> None:
     """Set Interpolate's endpoint A (which is the current image) or B."""
     if slot == "A":
-        set_current_image(x, source, kind)
+        set_current_image(x, source, kind, ref)
     elif slot == "B":
-        st.session_state[KEY_B] = _make(x, source, kind)
+        st.session_state[KEY_B] = _make(x, source, kind, ref)
     else:
         raise ValueError(f"slot must be 'A' or 'B', not {slot!r}")
 
@@ -87,20 +89,73 @@ def clear(slot: str = "A") -> None:
     st.session_state.pop(KEY if slot == "A" else KEY_B, None)
 
 
-def set_upload(data: bytes, name: str, kind: str = "upload") -> CurrentImage:
-    """Decode an uploaded file (or a drawing's PNG) once and make it the current image; DataError if unusable.
+def set_upload(data: bytes, name: str, kind: str = "upload", slot: str = "A", widget: str = "") -> CurrentImage | None:
+    """Decode an uploaded file (or a drawing's PNG) once and put it in `slot`; DataError if it is not a usable image.
 
-    The same bytes again (a rerun with the uploader still holding the file) are not decoded again.
+    `widget` names the uploader: the file it still holds is not decoded (or put back after a clear) on every rerun,
+    only when it changes.
     """
     digest = hashlib.sha256(data).hexdigest()[:16]
-    cur = current_image()
-    if cur is not None and st.session_state.get("ws_upload_digest") == (digest, cur.digest):
-        return cur
+    seen = st.session_state.setdefault("ws_seen_uploads", {})
+    if widget and seen.get(widget) == digest:
+        return endpoint(slot)
+    seen[widget] = digest  # a bad file too: its message is shown once, not decoded again on every rerun
     x = decode_upload(data)
-    set_current_image(x, f"{'drawing' if kind == 'drawing' else 'upload ' + name}", kind)
-    cur = current_image()
-    st.session_state["ws_upload_digest"] = (digest, cur.digest)
-    return cur
+    set_endpoint(slot, x, "drawing" if kind == "drawing" else f"upload {name}", kind)
+    return endpoint(slot)
+
+
+def upload_ui(slot: str, key: str, label: str = "Upload an image") -> None:
+    """A file uploader that puts a new file into `slot` (decoded once) and says so; errors in one line."""
+    up = st.file_uploader(label, type=UPLOAD_TYPES, key=key,
+                          help="PNG, JPEG, BMP, WebP or a GIF's first frame; it becomes "
+                               + ("the current image (it follows you to other pages)." if slot == "A" else "endpoint B."))
+    if up is None:
+        return
+    try:
+        set_upload(up.getvalue(), up.name, "upload", slot, widget=key)
+    except DataError as exc:
+        from ui.safe import error, md
+
+        st.error(f"{md(up.name)}: {error(exc)}", icon=":material/broken_image:")
+
+
+def use_heldout(slot: str, data, i: int) -> None:
+    """Put held-out image #i of a data set into `slot`."""
+    i = int(i)
+    if 0 <= i < len(data.x_test):
+        set_endpoint(slot, data.x_test[i], f"held-out #{i} ({data.name})", "dataset", f"{data.name}:{i}")
+
+
+def endpoint_ui(active, data, slot: str, key: str, default_index: int = 0) -> tuple[torch.Tensor | None, str]:
+    """The image in `slot` (A: the current image) as this model's input, with ways to choose another: a held-out
+    index or an upload. With an empty slot, held-out #default_index stands in (without filling the slot).
+
+    Returns (input (C, H, W), a short label), or (None, why not).
+    """
+    n = len(data.x_test)
+    with st.expander("Choose a held-out image or upload one", expanded=endpoint(slot) is None):
+        c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+        c1.number_input(f"Held-out image (0–{n - 1})", 0, n - 1, min(default_index, n - 1), key=f"{key}_index")
+        c2.button("Use", key=f"{key}_use", on_click=lambda: use_heldout(slot, data, st.session_state[f"{key}_index"]),
+                  width="stretch")
+        upload_ui(slot, f"{key}_upload")
+    img = endpoint(slot)  # after the uploader: a new file is in the slot from this run on
+    if img is None:
+        i = min(default_index, n - 1)
+        x, label, source = data.x_test[i], f"#{i}", f"held-out #{i} (default)"
+    else:
+        x, label, source = input_for(active, img), short(img.source), img.source
+    st.caption(f"{'Current image' if slot == 'A' else 'Endpoint B'}: {source}")
+    if img is not None and x is None:
+        return None, f"the {'current image' if slot == 'A' else 'image in B'} ({img.source}) cannot be made into this model's input"
+    return x, label
+
+
+def short(source: str, n: int = 24) -> str:
+    """A source for captions: 'upload five.png' -> 'five.png', cut to n characters."""
+    s = source.removeprefix("upload ")
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def default_digit_style(active) -> bool:
@@ -131,11 +186,48 @@ def input_for(active, image: CurrentImage | None = None) -> torch.Tensor | None:
     return try_adapt(image.x, tuple(active.config.input_shape), image.raw, style)
 
 
-def tray() -> None:
+LINK_PARAMS = {"A": "img", "B": "b"}
+LINK_DATASETS = ("mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10")  # never a folder path
+
+
+def link_ui() -> None:
+    """?img=DATASET:INDEX (the current image) and ?b=… (Interpolate's B): applied once per tab (write_link keeps them)."""
+    from ui import links, state
+
+    if links.first_visit("images"):
+        for slot, name in LINK_PARAMS.items():
+            value = links.raw(name)
+            if value is None:
+                continue
+            dataset, _, index = value.rpartition(":")
+            if dataset not in LINK_DATASETS or not index.isdigit():
+                links.drop(name, f"the link's {name}={links._short(value)}: not DATASET:INDEX of a built-in data set")
+                continue
+            try:
+                data = state.dataset(dataset)
+            except Exception as exc:  # noqa: BLE001 - a data set that is not here: say so, keep going
+                links.drop(name, f"the link's {name}: the data set {dataset!r} cannot be loaded here ({exc})")
+                continue
+            if int(index) >= len(data.x_test):
+                links.drop(name, f"the link's {name}: {dataset} has {len(data.x_test)} held-out images, not #{index}")
+                continue
+            use_heldout(slot, data, int(index))
+
+
+def write_link() -> None:
+    """Keep ?img= and ?b= on the current image and B when they are data-set images (else drop them)."""
+    from ui import links
+
+    for slot, name in LINK_PARAMS.items():
+        img = endpoint(slot)
+        links.write(name, img.ref if img is not None and img.ref else None)
+
+
+def tray(container=None) -> None:
     """The sidebar's tray: the current image's thumbnail, where it came from, and a clear button."""
     from ui.widgets import show_image
 
-    with st.sidebar:
+    with container if container is not None else st.sidebar:
         cur = current_image()
         b = endpoint("B")
         if cur is None and b is None:

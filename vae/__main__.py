@@ -141,6 +141,7 @@ def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
     from vae.checkpoint import CheckpointError, dataset_fits, load_checkpoint, save_checkpoint
     from vae.config import ModelConfig, TrainConfig
     from vae.data import DataError, load_dataset
+    from vae.metrics import data_agreement
     from vae.model import build_model
     from vae.training import StopFlag, fit
 
@@ -207,6 +208,8 @@ def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
         if args.iwae_k and result.status != "nan":
             metrics["iwae_nll"] = distributed.iwae_sharded(model, data.x_test, args.iwae_k, device)
             metrics["iwae_k"] = args.iwae_k
+        if launch.rank == 0 and result.status != "nan" and (agreement := data_agreement(model.cpu().eval(), data)) is not None:
+            metrics["recon_agreement"] = agreement  # shown by the app's model card without re-measuring
         if launch.rank == 0:
             save(result.history, metrics)
             if result.status != "finished":
@@ -214,7 +217,8 @@ def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
     summary = {
         "seconds": round(result.seconds, 3), "epochs": result.epochs, "status": result.status,
         "test_neg_elbo": result.final.get("neg_elbo"), "test_recon": result.final.get("recon"),
-        "test_kl": result.final.get("kl"), "iwae_nll": metrics.get("iwae_nll"), "checkpoint": str(out),
+        "test_kl": result.final.get("kl"), "iwae_nll": metrics.get("iwae_nll"),
+        "recon_agreement": metrics.get("recon_agreement"), "checkpoint": str(out),
     }
     if resumable:
         samples = len(data.x_train) * result.epochs  # every rank's share of each epoch, all ranks together
@@ -246,7 +250,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from vae.checkpoint import dataset_fits, load_checkpoint
     from vae.data import load_dataset
     from vae.explore import encode
-    from vae.metrics import active_units, iwae_estimate, linear_probe, mig
+    from vae.metrics import active_units, data_agreement, iwae_estimate, linear_probe, mig
     from vae.semi import evaluate_m2, is_m2
     from vae.training import evaluate
 
@@ -273,6 +277,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         result["probe_accuracy"] = None
     if m2:
         result.update({"model": "m2", "accuracy": ev.get("accuracy"), "labels": ck.semi.get("labels")})
+    # the fraction of held-out images whose reconstruction a pixel classifier reads as the same class (all of x_test)
+    result["recon_agreement"] = None if m2 else data_agreement(ck.model, data)
     if data.factors_test is not None:
         result["mig"] = mig(mu, data.factors_test[: len(x_test)])["mig"]
     return result

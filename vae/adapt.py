@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vae.data import DataError, Preprocessed, _array_to_pil, image_to_array, mnist_style
+from vae.data import DataError, Preprocessed, _array_to_pil, digit_style_input, image_to_array
 
 MAX_SIDE = 512  # a raw image is kept at most this large: the models read 8-32 px, the MNIST recipe crops first
 
@@ -51,12 +51,7 @@ def adapt(x: torch.Tensor, input_shape: tuple[int, int, int], raw: bool, digit_s
         grey = _hwc(x) if x.shape[0] == 1 else np.asarray(_array_to_pil(_hwc(x)).convert("L"), dtype=np.float32) / 255
         if x.shape[0] == 3:
             steps.append(("grey", grey))
-        steps += mnist_style(grey, size=28, box=20)
-        final = steps[-1][1]
-        if (h, w) != (28, 28):  # e.g. 8x8 digits: shrink the MNIST-style 28x28 result
-            final = image_to_array(_array_to_pil(final), 1, (h, w))[0]
-            steps.append((f"resized to {h}x{w}", final))
-        out = torch.from_numpy(np.ascontiguousarray(final, dtype=np.float32))[None]
+        out = digit_style_input(grey, (h, w), steps)
     else:
         out = torch.from_numpy(image_to_array(_array_to_pil(_hwc(x)), c, (h, w)))
         steps.append((f"resized to {h}x{w}" + (" grey" if c == 1 and x.shape[0] == 3 else ""), _hwc(out)))
@@ -69,3 +64,4 @@ def try_adapt(x: torch.Tensor, input_shape: tuple[int, int, int], raw: bool, dig
         return adapt(x, input_shape, raw, digit_style).x
     except DataError:
         return None
+

@@ -47,7 +47,7 @@ FORMAT = "vae-explorer/1"
 MAX_FILE_BYTES = 1 << 30  # models here are a few MB; anything near a GB is not ours
 MAX_HEADER_BYTES = 16 << 20  # the history of a long run is well under this
 # The models shipped with the app: overwriting them needs an explicit confirmation.
-SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16")
+SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16", "mnist5k-mlp-z32")
 LEFTOVER_AGE_S = 60  # where files cannot be locked, a temporary file untouched this long belongs to a dead save
 MAX_DATASET_CHARS = 4096  # a data set's name, or folder:PATH
 # Metadata fields read by the app and the CLI: wrong types are refused; other keys are kept if they are numbers (or

@@ -132,7 +132,9 @@ def _torchvision(name: str, root: str | Path | None = None, download: bool = Fal
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except (RuntimeError, OSError) as exc:  # missing files, or offline while downloading
-        how = "pass --download (or tick 'download') while online" if not download else "check the network connection"
+        # The app has no download control (the server never fetches data): only the CLI's --download does.
+        how = ("fetch it once while online with the command line's --download (python -m vae train --dataset "
+               f"{name} --download ...)" if not download else "check the network connection")
         raise DataError(f"data set {name!r} is not available under {root}: {how}, or copy the torchvision files there ({exc})") from None
 
     def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,6 +292,17 @@ def mnist_style(grey: np.ndarray, size: int = 28, box: int = 20) -> list[tuple[s
     return steps
 
 
+def digit_style_input(grey: np.ndarray, size: tuple[int, int], steps: list[tuple[str, np.ndarray]]) -> torch.Tensor:
+    """A grey image (H, W) in [0, 1] -> the MNIST recipe at `size`, (1, h, w); appends each step to `steps`."""
+    h, w = size
+    steps += mnist_style(grey, size=28, box=20)
+    final = steps[-1][1]
+    if (h, w) != (28, 28):  # e.g. 8x8 digits: shrink the MNIST-style 28x28 result
+        final = image_to_array(_array_to_pil(final), 1, (h, w))[0]
+        steps.append((f"resized to {h}x{w}", final))
+    return torch.from_numpy(np.ascontiguousarray(final, dtype=np.float32))[None]
+
+
 def preprocess_image(data: bytes, input_shape: tuple[int, int, int], digit_style: bool = False) -> Preprocessed:
     """Any accepted image file -> the model's input, with every step kept for display."""
     im = load_image(data)
@@ -299,12 +312,7 @@ def preprocess_image(data: bytes, input_shape: tuple[int, int, int], digit_style
     if digit_style and c == 1:
         grey = np.asarray(_flatten_alpha(im).convert("L"), dtype=np.float32) / 255
         steps.append(("grey", grey))
-        steps += mnist_style(grey, size=28, box=20)
-        final = steps[-1][1]
-        if (h, w) != (28, 28):  # e.g. 8x8 digits: shrink the MNIST-style 28x28 result
-            final = image_to_array(_array_to_pil(final), 1, (h, w))[0]
-            steps.append((f"resized to {h}x{w}", final))
-        x = torch.from_numpy(np.ascontiguousarray(final, dtype=np.float32))[None]
+        x = digit_style_input(grey, (h, w), steps)
     else:
         x = torch.from_numpy(image_to_array(im, c, (h, w)))
         steps.append((f"resized to {h}x{w}" + (" grey" if c == 1 else ""), x[0].numpy() if c == 1 else x.permute(1, 2, 0).numpy()))

@@ -103,3 +103,68 @@ def mig(mu: torch.Tensor | np.ndarray, factors: torch.Tensor | np.ndarray, bins:
 def collapsed_dims(kl_per_dim: list[float] | np.ndarray, threshold: float = COLLAPSE_NATS) -> list[int]:
     """Indices of latent dimensions whose mean KL is below `threshold` nats (posterior collapse)."""
     return [i for i, v in enumerate(np.asarray(kl_per_dim, dtype=np.float64)) if v < threshold]
+
+class PixelReader:
+    """A multinomial logistic regression on raw pixels (L2-penalised, full-batch L-BFGS): reads which class an image
+    shows. Plain PyTorch so that it fits in about a second on one core."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, classes: np.ndarray):
+        self.weight, self.bias, self.classes = weight, bias, classes  # (D, K), (K,), (K,)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        """Class of each image (N, ...) -> (N,)."""
+        logits = x.flatten(1).float() @ self.weight + self.bias
+        return self.classes[logits.argmax(1).numpy()]
+
+    def score(self, x: torch.Tensor, y: torch.Tensor | np.ndarray) -> float:
+        return float((self.predict(x) == np.asarray(y)).mean())
+
+
+def pixel_classifier(x_train: torch.Tensor, y_train: torch.Tensor | np.ndarray, l2: float = 1e-3,
+                     iterations: int = 100) -> PixelReader:
+    """Fit the pixel reader on the training split: softmax regression, mean cross-entropy + l2 * |W|^2."""
+    y_np = np.asarray(y_train)
+    classes, y_idx = np.unique(y_np, return_inverse=True)
+    x = x_train.flatten(1).float()
+    y = torch.as_tensor(y_idx, dtype=torch.long)
+    w = torch.zeros(x.shape[1], len(classes), requires_grad=True)
+    b = torch.zeros(len(classes), requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return PixelReader(w.detach(), b.detach(), classes)
+
+
+def recon_agreement(model: VAE, x_test: torch.Tensor, reader: PixelReader, batch_size: int = 1000) -> float:
+    """The fraction of held-out images that the pixel reader reads as the same class as their reconstruction
+    (the decoded posterior mean): does the model give back the digit it was shown?"""
+    from vae.explore import reconstruct
+
+    same = 0
+    for i in range(0, len(x_test), batch_size):
+        x = x_test[i: i + batch_size]
+        same += int((reader.predict(x) == reader.predict(reconstruct(model, x).x_hat)).sum())
+    return same / max(1, len(x_test))
+
+
+_READERS: dict[tuple[str, int, tuple[int, ...]], PixelReader] = {}
+
+
+def data_agreement(model: VAE, data) -> float | None:
+    """recon_agreement on a data set's held-out split, with its pixel reader fitted once per process; None without
+    labels or when the model's input is not the data set's image shape."""
+    if data.y_train is None or data.y_test is None or tuple(data.shape) != tuple(model.cfg.input_shape):
+        return None
+    key = (data.name, len(data.x_train), tuple(data.shape))
+    if key not in _READERS:
+        _READERS.clear()  # one data set at a time: a reader is D x K floats, but the app may see many data sets
+        _READERS[key] = pixel_classifier(data.x_train, data.y_train)
+    return recon_agreement(model, data.x_test, _READERS[key])

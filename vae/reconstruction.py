@@ -41,7 +41,11 @@ def analyse_image(model: VAE, data: bytes, digit_style: bool, n_samples: int = 6
 
     Raises vae.DataError for anything that is not a usable image.
     """
-    pre = preprocess_image(data, model.cfg.input_shape, digit_style=digit_style)
+    return analyse_input(model, preprocess_image(data, model.cfg.input_shape, digit_style=digit_style), n_samples, seed)
+
+
+def analyse_input(model: VAE, pre: Preprocessed, n_samples: int = 6, seed: int = 0) -> ImageAnalysis:
+    """A prepared input (vae.data.preprocess_image, vae.adapt.adapt) -> reconstruction, posterior, scores, samples."""
     rec = reconstruct(model, pre.x[None])
     z, xs = posterior_samples(model, rec.mu[0], rec.sigma[0], n_samples, seed=seed)
     return ImageAnalysis(pre, rec.x_hat[0], rec.mu[0], rec.sigma[0], float(rec.recon[0]), float(rec.kl[0]),

@@ -10,6 +10,8 @@ from PIL import Image
 
 from tests.e2e.conftest import open_page, page_errors, screenshot, wait_for_app
 
+DEFAULT = "mnist5k-mlp-z32"  # the model a new tab opens on (ui/state.py DEFAULT_CHECKPOINT)
+
 def settle(page, timeout: float = 30_000) -> None:
     """Wait for the rerun a widget change starts to finish."""
     page.wait_for_timeout(300)
@@ -18,7 +20,7 @@ def settle(page, timeout: float = 30_000) -> None:
 
 def img_src(page, test_id: str) -> str:
     loc = page.locator(f"img[data-testid='{test_id}']")
-    loc.wait_for(timeout=30_000)
+    loc.wait_for(state="attached", timeout=30_000)  # Explore's server decode is in the page but not shown
     return loc.get_attribute("src")
 
 
@@ -160,12 +162,12 @@ def test_train_live_survives_navigation_and_leaves_other_sessions_alone(tall_pag
     # Click around while it trains: another page, then back. The run goes on.
     page.locator("[data-testid='stSidebarNav'] a", has_text="Explore").click()
     page.wait_for_url("**/explore", timeout=30_000)
-    page.locator("img[data-testid='decoded-image']").wait_for(timeout=30_000)
+    page.locator("img[data-testid='decoded-image']").wait_for(state="attached", timeout=30_000)
     # Another browser session meanwhile: responsive, and still on the shipped model.
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
     other_page = other.new_page()
     open_page(other_page, app_url, "explore")
-    assert "mnist5k-mlp-z2" in current_model(other_page)
+    assert DEFAULT in current_model(other_page)
     page.locator("[data-testid='stSidebarNav'] a", has_text="Train").click()
     page.wait_for_url("**/train", timeout=30_000)
     page.get_by_role("button", name="Save").wait_for(timeout=120_000)  # the run has ended: the save form shows
@@ -174,10 +176,10 @@ def test_train_live_survives_navigation_and_leaves_other_sessions_alone(tall_pag
     assert "finished: 4 of 4 epochs" in text
     assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # curves, KL bars, latent map
     # the trained model is this session's current model; the other session's is unchanged
-    assert "this session" in current_model(page)
+    assert "this tab" in current_model(page)
     other_page.reload()
     wait_for_app(other_page)
-    assert "mnist5k-mlp-z2" in current_model(other_page)
+    assert DEFAULT in current_model(other_page)
     other.close()
     screenshot(page, "train-finished")
     assert page_errors(page) == []

@@ -169,7 +169,7 @@ def test_weights_reach_the_browser_once_per_model_also_a_fresh_one(page, demo_ur
 
     # Back to the shipped model: the tab still holds its weights, nothing is sent again.
     page.get_by_test_id("stSidebar").get_by_role("combobox").click()
-    page.get_by_role("option", name="mnist5k-mlp-z2", exact=True).click()
+    page.get_by_role("option", name="mnist5k-mlp-z2", exact=False).click()  # "… · 2-D map & manifold"
     page.wait_for_function(f"(id) => {INSTANCE}.model.id === id", arg=first_id, timeout=TIMEOUT)
     wait_for_app(page, TIMEOUT)
     assert_canvas_matches(shipped["z2"], snapshot(page))
@@ -232,8 +232,9 @@ def test_screenshots_in_both_themes(browser, demo_url, scheme):
 
 # ------------------------------------------------------------------ in the app: Explore and the Latent map
 def open_app_page(page, app_url: str, title: str, key: str) -> None:
-    """Through the navigation, as a user would (a first visit straight to /explore skips st.navigation)."""
-    page.goto(app_url)
+    """Through the navigation, as a user would (a first visit straight to /explore skips st.navigation), on the 2-D
+    model (a link: ?model=)."""
+    page.goto(f"{app_url}/?model=mnist5k-mlp-z2")
     wait_for_app(page, TIMEOUT)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     page.wait_for_function(f"() => window.__latentControl?.instances?.{key}?.paintedZ", timeout=TIMEOUT)
