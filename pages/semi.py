@@ -80,7 +80,7 @@ if rows:
     st.plotly_chart(budget_figure(rows), key="semi_budget")
     table = pd.DataFrame([{"labels": r["labels"], "method": r["method"],
                            "accuracy %": f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}",
-                           "seconds": r.get("seconds")} for r in rows])
+                           "M2 training (s)": f"{r['seconds']:.0f}" if r.get("seconds") else "–"} for r in rows])
     st.dataframe(table, hide_index=True)
     st.caption("`python bench/semi_supervised.py`: mnist5k (4,000 training / 1,000 held-out images), three seeds "
                "of the labelled subset, the same labels for the three methods; ± is the standard deviation. The "
