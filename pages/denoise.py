@@ -4,7 +4,8 @@ import math
 import streamlit as st
 
 from ui import applications_ui as ui
-from ui import state
+from ui import safe, state
+from ui.safe import md
 from vae import applications as apps
 
 KINDS = {"gaussian": "Gaussian noise", "salt_pepper": "salt & pepper", "box": "box mask", "half": "side mask",
@@ -39,12 +40,12 @@ with damage:
                                     "hidden pixels only; the known pixels are never changed.")
 
 if x is None:
-    top.info(f"Choose an input: {label}.")
+    top.info(f"Choose an input: {md(label)}.")
     st.stop()
 try:
     r = apps.restore(active.model, x, kind, float(strength), int(seed), side, iterations)
 except ValueError as exc:
-    st.error(f"Cannot restore this input: {exc}")
+    st.error(f"Cannot restore this input: {safe.error(exc)}")
     st.stop()
 
 f = r.figures

@@ -11,7 +11,8 @@ import torch
 
 import vae
 from ui import applications_ui as ui
-from ui import plots, state
+from ui import plots, safe, state
+from ui.safe import md
 from vae import applications as apps
 
 st.title("Evaluate")
@@ -23,7 +24,7 @@ L = active.config.latent_dim
 try:
     s = ui.memo(("summary", active.key), lambda: apps.summarize(active.model, data))
 except ValueError as exc:
-    st.error(f"Cannot evaluate this model: {exc}")
+    st.error(f"Cannot evaluate this model: {safe.error(exc)}")
     st.stop()
 
 top.markdown("The article says a VAE **models the probability explicitly** and supports probabilistic inference, gives "
@@ -76,7 +77,7 @@ with this:
 
     st.subheader("Features: linear probes on latent means versus raw pixels")
     if data.y_train is None:
-        st.caption(f"The data set {data.name!r} has no labels, so there is nothing to probe.")
+        st.caption(f"The data set {md(repr(data.name))} has no labels, so there is nothing to probe.")
     else:
         names = {"all" if b is None else str(b): b for b in apps.LABEL_BUDGETS}
         picked = st.pills("Labels per class", list(names), selection_mode="multi", default=list(names), key="eval_budgets")
@@ -128,15 +129,16 @@ with other:
     kin = [p for p in same if p.stem.startswith(active.label) or active.label.startswith(p.stem)]
     default = (kin or same or files)[0]
     left, right = st.columns(2)
-    left.markdown(f"**A:** {active.label} (the current model)")
+    left.markdown(f"**A:** {md(active.label)} (the current model)")
     path = right.selectbox("**B:**", files, index=files.index(default), format_func=lambda p: Path(p).stem, key="eval_b")
     try:
         b_model = state.file_model(Path(path))
     except vae.CheckpointError as exc:
-        st.error(str(exc))
+        st.error(safe.error(exc))
         st.stop()
     if b_model.ck.dataset != active.ck.dataset:
-        st.warning(f"{b_model.label} was trained on {b_model.ck.dataset!r} and {active.label} on {active.ck.dataset!r}: "
+        st.warning(f"{md(b_model.label)} was trained on {md(repr(b_model.ck.dataset))} and {md(active.label)} on "
+                   f"{md(repr(active.ck.dataset))}: "
                    "pick two models of the same data set to compare them on the same held-out images.")
         st.stop()
     k_cmp = st.select_slider("Also estimate −log p(x) with k importance samples (0 = skip)", [0, 10, 100], value=0,
@@ -149,7 +151,7 @@ with other:
                                        lambda p: apps.compare(active.model, b_model.model, data, n_show=10,
                                                               limit=250 if k_cmp else None, iwae_k=k_cmp, progress=p))
         except ValueError as exc:
-            st.error(f"Cannot compare: {exc}")
+            st.error(f"Cannot compare: {safe.error(exc)}")
             st.stop()
     beta = lambda m: m.ck.train_config.beta if m.ck.train_config else None  # noqa: E731
     (ra, rb), (ka, kb) = cmp.metrics["reconstruction (nats)"], cmp.metrics["KL (nats)"]
@@ -163,7 +165,7 @@ with other:
     maps = st.columns(2)
     for col, m in zip(maps, (active, b_model)):
         with col:
-            st.markdown(f"**Latent map of {m.label}**")
+            st.markdown(f"**Latent map of {md(m.label)}**")
             mu, _ = state.latents(m)
             proj = state.projection(m)
             fig = plots.latent_map_figure(proj.transform(mu), None if data.y_test is None else data.y_test.numpy(),

@@ -12,6 +12,7 @@ import torch
 import vae
 from ui import state
 from ui.latent_control import latent_control
+from ui.safe import md
 from ui.semi_ui import class_selector_ui
 from ui.widgets import image_row, show_image
 from vae.applications import png_bytes
@@ -134,7 +135,7 @@ def manifold_png(key: str, _model: vae.VAE) -> bytes:
 active = state.require_model()
 sync_state(active)
 st.title("Explore the latent space")
-st.markdown(f"**{active.label}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
+st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
 class_selector_ui(active)  # M2 models only: y of p(x|y, z)
 controls_ui(active)

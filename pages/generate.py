@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import applications_ui as ui
-from ui import state
+from ui import safe, state
 from vae import applications as apps
 
 st.title("Generate")
@@ -24,7 +24,7 @@ with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):
 try:
     gen = apps.generate(active.model, data, n, float(temperature), int(seed))
 except ValueError as exc:
-    st.error(f"Cannot sample: {exc}")
+    st.error(f"Cannot sample: {safe.error(exc)}")
     st.stop()
 
 top.markdown("The article says a VAE **generates new data** (§6, §7) and warns that its outputs **may be blurry** "

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import state
+from ui import safe, state
 from ui.plots import curves_figure
+from ui.safe import md
 from ui.widgets import show_image
 from vae.reconstruction import reparameterization_example
 
@@ -39,13 +40,13 @@ def reparameterization_ui(active: state.ActiveModel) -> None:
     name = active.ck.dataset
     state.prefetch_dataset_later(name)
     if not state.dataset_ready(name):
-        st.caption(f"(loading {name} to show the numbers for one of its images…)")
+        st.caption(f"(loading {md(name)} to show the numbers for one of its images…)")
         poll_dataset(name)
         return
     try:
         x = state.dataset_for(active).x_test[EXAMPLE_INDEX]
     except Exception as exc:  # noqa: BLE001 - the formulas stand without the example
-        st.caption(f"(no example: the data set cannot be loaded: {exc})")
+        st.caption(f"(no example: the data set cannot be loaded: {safe.error(exc)})")
         return
     ex = reparameterization_example(active.model, x, seed=st.session_state.get("home_eps", 0))
     L = len(ex["mu"])
@@ -105,7 +106,7 @@ def model_card_ui(active: state.ActiveModel) -> None:
             rows[label] = f"{m[key]:.2f} nats"
     if isinstance(m.get("seconds"), (int, float)):
         rows["training time"] = f"{m['seconds']:.0f} s"
-    st.table({"": list(rows), "value": [str(v) for v in rows.values()]})
+    st.table({"": list(rows), "value": [md(v) for v in rows.values()]})  # st.table renders markdown: a name can be a link
 
 
 intro_ui()

@@ -5,7 +5,7 @@ import streamlit as st
 
 import vae
 from ui import applications_ui as ui
-from ui import plots, state
+from ui import plots, safe, state
 from vae import applications as apps
 
 st.title("Interpolate")
@@ -34,7 +34,7 @@ if a is None or b is None:
 try:
     ip = apps.interpolate_endpoints(active.model, a, b, steps, method)
 except ValueError as exc:
-    st.error(f"Cannot interpolate: {exc}")
+    st.error(f"Cannot interpolate: {safe.error(exc)}")
     st.stop()
 
 biggest = float(ip.step_change.max())

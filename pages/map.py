@@ -11,9 +11,10 @@ import streamlit as st
 import torch
 
 import vae
-from ui import state
+from ui import safe, state
 from ui.latent_control import latent_control
 from ui.plots import add_click_grid, add_highlight, latent_map_figure
+from ui.safe import md
 from ui.widgets import image_row, show_image
 from vae.explore import click_grid, decode_map_position, posterior_ellipse
 
@@ -176,7 +177,7 @@ def pick_ui(n: int, invertible: bool) -> None:
 
 def point_detail(active, split: str, i: int, x: torch.Tensor, labels, mu: torch.Tensor, classes) -> None:
     label = f" · class {classes[labels[i]] if classes and labels[i] < len(classes) else labels[i]}" if labels is not None else ""
-    st.markdown(f"**Point #{i}**{label}")
+    st.markdown(f"**Point #{i}**{md(label)}")
     rec = vae.reconstruct(active.model, x[i: i + 1])
     c1, c2 = st.columns(2)
     with c1:
@@ -212,7 +213,7 @@ if st.session_state.get("map_model") != active.key:  # a pick belongs to the mod
 try:
     state.dataset_for(active)
 except vae.DataError as exc:
-    st.error(f"The model's data set cannot be loaded: {exc}")
+    st.error(f"The model's data set cannot be loaded: {safe.error(exc)}")
     st.stop()
 split, colour, method = settings_ui(active)
 if st.session_state.get("map_view") != (split, method):
@@ -224,6 +225,6 @@ if method == "t-SNE":
         wait_for_tsne(fut)
         method = "PCA"
     elif fut.exception() is not None:
-        st.error(f"t-SNE failed ({fut.exception()}); showing PCA instead.")
+        st.error(f"t-SNE failed ({safe.error(fut.exception())}); showing PCA instead.")
         method = "PCA"
 map_ui(active, split, colour, method)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 import vae
-from ui import state
+from ui import safe, state
 from ui.plots import add_highlight, latent_map_figure, posterior_figure
+from ui.safe import md
 from ui.widgets import image_row, show_image
 from vae.explore import posterior_ellipse
 from vae.reconstruction import ImageAnalysis, analyse_image, uses_digit_style
@@ -51,7 +52,7 @@ def analysis_ui(active: state.ActiveModel, data: bytes, name: str, digit_style: 
         a = analyse_image(active.model, data, digit_style, n_samples=N_SAMPLES,
                           seed=st.session_state.get("rec_seed", 0))
     except vae.DataError as exc:
-        st.error(f"{name or 'The image'}: {exc}", icon=":material/broken_image:")
+        st.error(f"{md(name) if name else 'The image'}: {safe.error(exc)}", icon=":material/broken_image:")
         return None
     st.subheader("1 · From your image to the model's input", anchor=False)
     image_row([img for _, img in a.pre.steps], [cap for cap, _ in a.pre.steps], width=112, test_id="rec-steps")
@@ -89,7 +90,7 @@ def map_ui(active: state.ActiveModel, a: ImageAnalysis) -> None:
     try:
         data = state.dataset_for(active)
     except vae.DataError as exc:
-        st.info(f"The model's data set is not available, so there is no map to place the image on ({exc}).")
+        st.info(f"The model's data set is not available, so there is no map to place the image on ({safe.error(exc)}).")
         return
     mu, _ = state.latents(active)
     proj = state.projection(active)

@@ -14,12 +14,14 @@ import time
 import streamlit as st
 
 import vae
-from ui import state
+from ui import safe, state, user_data
 from ui.plots import curves_figure, kl_bars_figure, latent_map_figure
+from ui.safe import md
 from ui.training_job import TrainingJob
 from ui.widgets import show_image
 from vae.checkpoint import CheckpointError, checkpoint_target
 from vae.metrics import COLLAPSE_NATS, collapsed_dims
+from vae.names import MAX_NAME_CHARS, default_name
 from vae.semi import LabelError, SemiConfig, check_labels, classifier_for
 from ui.semi_ui import M2_CLASSIFIER, M2_SETTINGS, accuracy_figure, label_budget_ui, model_kind_ui
 
@@ -38,7 +40,7 @@ def warm_optimizer_import() -> None:
         threading.Thread(target=lambda: __import__("torch._dynamo"), daemon=True, name="warm-dynamo").start()
 
 
-def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae.TrainConfig, str] | None:
+def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae.TrainConfig, str, SemiConfig | None] | None:
     """The settings form; on Start, validated configs and the data set's name (or a message and None).
 
     The last settings used stay in st.session_state["tr_last"], so the form keeps them across page changes
@@ -46,14 +48,23 @@ def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae
     """
     sfx = "_m2" if semi else ""  # M2's form keeps its own values (and defaults) beside the plain VAE's
     d = {**(M2_SETTINGS if semi else DEFAULT_SETTINGS), **st.session_state.get(f"tr_last{sfx}", {})}
+    uploads = user_data.session_datasets()  # upload:TOKEN -> its description, this tab's only
+    options = DATASETS[:-1] + list(uploads) + DATASETS[-1:]
     with st.form(f"train_settings{sfx}", border=True):
         c1, c2, c3, c4 = st.columns(4)
         v = {}
-        v["dataset"] = c1.selectbox("Data set", DATASETS, index=DATASETS.index(d["dataset"]), key=f"tr_dataset{sfx}",
+        if st.session_state.get(f"tr_dataset{sfx}") not in options:  # e.g. an upload that was removed
+            st.session_state.pop(f"tr_dataset{sfx}", None)
+        # The last value, unless the widget holds one (set by the upload panel): never both, Streamlit warns then.
+        first = {} if f"tr_dataset{sfx}" in st.session_state else {"index": options.index(d["dataset"]) if d["dataset"] in options else 0}
+        v["dataset"] = c1.selectbox("Data set", options, **first, key=f"tr_dataset{sfx}", format_func=lambda k: uploads.get(k, k),
                                     help="mnist5k, digits and shapes are built in; the torchvision ones need their files "
-                                         "under ~/.cache/vae-explorer/data; folder… reads your own images.")
+                                         "under ~/.cache/vae-explorer/data; upload your own images above; folder… reads "
+                                         "a folder on the server, under its data root only.")
         v["folder"] = c1.text_input("Folder or .zip of images (for folder…)", d["folder"], key=f"tr_folder{sfx}",
-                                    placeholder="/path/to/images")
+                                    placeholder="/path/to/images",
+                                    help="a path on the server, read only under the data root the server was started "
+                                         "with (VAE_EXPLORER_DATA_ROOT); none by default")
         archs = list(vae.ARCHS)
         v["arch"] = c2.selectbox("Architecture", archs, index=archs.index(d["arch"]), key=f"tr_arch{sfx}",
                                  help="mlp is the article's; conv is convolutional")
@@ -91,13 +102,14 @@ def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae
         if semi:
             check_labels(data, v["labels"])
     except (vae.ConfigError, vae.DataError, LabelError) as exc:
-        st.error(f"These settings cannot train a model: {exc}", icon=":material/error:")
+        st.error(f"These settings cannot train a model: {safe.error(exc)}", icon=":material/error:")
         return None
     return mc, tc, name, (SemiConfig(labels=v["labels"], classifier=classifier_for(data.shape, M2_CLASSIFIER)) if semi else None)
 
 
 def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str, semi: SemiConfig | None = None) -> TrainingJob:
-    job = TrainingJob(mc, tc, state.dataset(name), semi=semi).start()
+    label = user_data.run_label(name, mc) + ("" if semi is None else f"-m2-{semi.labels or 'all'}")
+    job = TrainingJob(mc, tc, state.dataset(name), label=label, semi=semi).start()
     st.session_state["train_job"] = job
     return job
 
@@ -122,11 +134,11 @@ def live_ui(job: TrainingJob) -> None:
         c2.button("Stop", icon=":material/stop:", on_click=job.stop, key="tr_stop", width="stretch",
                   help="finish the current step and keep the weights so far")
     if p.status == "nan":
-        st.error(p.message, icon=":material/warning:")
+        st.error(safe.error(p.message), icon=":material/warning:")
     elif p.status == "error":
-        st.error(p.message, icon=":material/error:")
+        st.error(safe.error(p.message), icon=":material/error:")
     elif p.status == "stopped":
-        st.warning(p.message, icon=":material/stop_circle:")
+        st.warning(safe.error(p.message), icon=":material/stop_circle:")
 
     if p.history:
         if job.semi is not None:  # M2: the held-out accuracy beside the ELBO curves
@@ -169,26 +181,27 @@ def save_ui(job: TrainingJob) -> None:
     st.subheader("Save this model", anchor=False)
     saved = st.session_state.get("train_saved", {}).get(job.id)
     if saved:
-        st.success(f"Saved as `{saved}`: every session can open it from the model picker.", icon=":material/check:")
+        st.success(f"Saved as {md(saved)}: every session can open it from the model picker.", icon=":material/check:")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    default = f"{job.label}-{time.strftime('%m%d-%H%M', time.localtime(job.created))}"
-    name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=80,
+    default = default_name(job.data.name, job.model_config.arch, job.model_config.latent_dim,
+                           time.strftime("%m%d-%H%M", time.localtime(job.created)))
+    name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=MAX_NAME_CHARS,
                          help="letters, digits, spaces, - _ . ; saved as checkpoints/NAME.safetensors")
     try:
         target = checkpoint_target(state.CHECKPOINT_DIR, name)
     except CheckpointError as exc:
-        st.error(str(exc))
+        st.error(safe.error(exc))
         return
     confirm = True
     if target.exists:
         what = "one of the models shipped with the app" if target.shipped else "an existing checkpoint"
-        st.warning(f"`{target.path.name}` is {what}; saving replaces it for every session.", icon=":material/warning:")
-        confirm = st.checkbox(f"Yes, replace {target.path.name}", key=f"tr_replace:{job.id}:{target.path.name}")
+        st.warning(f"{md(target.path.name)} is {what}; saving replaces it for every session.", icon=":material/warning:")
+        confirm = st.checkbox(f"Yes, replace {md(target.path.name)}", key=f"tr_replace:{job.id}:{target.path.name}")
     if c2.button("Save", icon=":material/save:", disabled=not confirm, key=f"tr_save:{job.id}", width="stretch"):
         try:
             vae.save_checkpoint(target.path, ck.model, ck.train_config, ck.dataset, ck.history, ck.metrics, semi=ck.semi)
         except (OSError, CheckpointError) as exc:
-            st.error(f"Could not save: {exc}")
+            st.error(f"Could not save: {safe.error(exc)}")
             return
         st.session_state.setdefault("train_saved", {})[job.id] = target.path.name
         # The saved file is what this session now works with; it shows in every session's picker.
@@ -201,13 +214,14 @@ st.markdown("Pick a data set and a model, press **Start**: the curves, reconstru
             "latent map update while it trains. The run belongs to this browser tab; you can keep exploring "
             "meanwhile. The defaults train a usable mnist5k model in about 10 s.")
 warm_optimizer_import()
+user_data.upload_panel()
 job: TrainingJob | None = st.session_state.get("train_job")
 semi_kind = model_kind_ui() == "m2"
 request = settings_ui(running=job is not None and job.running, semi=semi_kind)
 if request is not None:
     job = start_job(*request)
 if job is not None:
-    st.subheader(f"Run #{job.id}: {job.label}", anchor=False)
+    st.subheader(f"Run #{job.id}: {md(job.label)}", anchor=False)
     cfg = dataclasses.asdict(job.train_config)
     m2 = "" if job.semi is None else f"semi-supervised M2 with {job.semi.labels or 'all'} labels, "
     st.caption(m2 + f"{job.model_config.arch}, latent {job.model_config.latent_dim}, hidden {job.model_config.hidden}, "

@@ -13,7 +13,8 @@ import streamlit as st
 import torch
 
 import vae
-from ui import state
+from ui import safe, state
+from ui.safe import md
 from vae import applications as apps
 from vae.data import to_uint8
 
@@ -55,7 +56,7 @@ def dataset_or_stop(active: state.ActiveModel) -> vae.Dataset:
     try:
         data = state.dataset_for(active)
     except vae.DataError as exc:
-        st.error(f"The data set {active.ck.dataset!r} of this model cannot be loaded: {exc}")
+        st.error(f"The data set {md(repr(active.ck.dataset))} of this model cannot be loaded: {safe.error(exc)}")
         st.stop()
     if data.shape != tuple(active.config.input_shape):
         st.error(f"The data set's images are {data.shape}, but the model expects {tuple(active.config.input_shape)}.")
@@ -135,7 +136,7 @@ def _pick(active: state.ActiveModel, data: vae.Dataset, key: str, default_index:
         try:
             pre = vae.preprocess_image(up.getvalue(), data.shape, digit_style=digit_style)
         except vae.DataError as exc:
-            st.error(f"{up.name}: {exc}")
+            st.error(f"{md(up.name)}: {safe.error(exc)}")
             return None, "the upload could not be used"
         return pre.x, Path(up.name).stem[:20]
     i = st.number_input(f"Held-out image (0–{n - 1})", 0, n - 1, min(default_index, n - 1), key=f"{key}_index")

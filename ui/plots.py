@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from ui.safe import plotly_text
+
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 
 
@@ -19,7 +21,7 @@ def latent_map_figure(xy: np.ndarray, labels: np.ndarray | None = None, class_na
     if labels is not None and color is None:
         for c in np.unique(labels):
             m = labels == c
-            name = class_names[int(c)] if class_names and int(c) < len(class_names) else str(c)
+            name = plotly_text(class_names[int(c)] if class_names and int(c) < len(class_names) else c)
             fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=name, customdata=idx[m],
                                        marker=dict(size=5, color=PALETTE[int(c) % len(PALETTE)], opacity=0.75),
                                        hovertemplate=f"{name} · #%{{customdata}}<extra></extra>"))

@@ -6,6 +6,7 @@ session lives only in st.session_state.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -21,6 +22,8 @@ import streamlit as st
 import torch
 
 import vae
+from ui import safe, user_data
+from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 from ui.semi_ui import class_view, m2_note
 
@@ -61,18 +64,44 @@ def _load_upload(digest: str, _data: bytes) -> Checkpoint:
 # Data sets are loaded once per server in a background thread and shared read-only. A thread, not
 # st.cache_resource, so that the app can start loading the current model's data set while the first page is
 # still being drawn (mnist5k takes seconds to parse), and every page that needs it later just waits for it.
-_DATA_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-data")
+# Each data set loads on a thread of its own, so a user's slow folder scan never holds up another user's data set;
+# two requests for the same data set share one load. Folder scans (user-supplied, possibly huge) take turns
+# MAX_FOLDER_LOADS at a time; built-in data sets never wait for them.
 _DATA: "OrderedDict[str, Future]" = OrderedDict()
 _DATA_LOCK = threading.Lock()
 MAX_DATASETS = 6
+MAX_FOLDER_LOADS = 2
+_FOLDER_SLOTS = threading.BoundedSemaphore(MAX_FOLDER_LOADS)
+
+
+def _load_into(fut: Future, name: str, options: dict) -> None:
+    """Load one data set into its future (run on the data set's own thread)."""
+    if not fut.set_running_or_notify_cancel():
+        return
+    slots = _FOLDER_SLOTS if ":" in name else contextlib.nullcontext()
+    try:
+        with slots:
+            fut.set_result(vae.load_dataset(name, **options))
+    except BaseException as exc:  # noqa: BLE001 - the page that waits for it shows the error
+        fut.set_exception(exc)
 
 
 def prefetch_dataset(name: str) -> Future:
-    """Start loading a data set in the background (once per server); returns its future."""
+    """Start loading a data set in the background (once per server); returns its future.
+
+    Raises vae.DataError when this browser tab may not make the server read it (ui.user_data: data root, uploads).
+    """
+    user_data.check_access(name)
+    return _submit(name)
+
+
+def _submit(name: str) -> Future:
     with _DATA_LOCK:
         fut = _DATA.get(name)
         if fut is None or (fut.done() and fut.exception() is not None):  # failed loads are retried
-            fut = _DATA_POOL.submit(vae.load_dataset, name)
+            fut = Future()
+            threading.Thread(target=_load_into, args=(fut, name, user_data.load_options(name)), daemon=True,
+                             name=f"vae-data-{name[:40]}").start()
             _DATA[name] = fut
         _DATA.move_to_end(name)
         while len(_DATA) > MAX_DATASETS:
@@ -86,6 +115,8 @@ _LATER: set[str] = set()
 
 def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     """Start loading a data set after `delay` seconds, unless something needed it sooner (then it is under way)."""
+    if not user_data.allowed(name):  # checked here, in the session's thread: the timer's thread has no session
+        return
     with _DATA_LOCK:
         if name in _DATA or name in _LATER:
             return
@@ -94,7 +125,7 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     def go() -> None:
         with _DATA_LOCK:
             _LATER.discard(name)
-        prefetch_dataset(name)
+        _submit(name)
 
     timer = threading.Timer(delay, go)
     timer.daemon = True
@@ -102,6 +133,9 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
 
 
 def dataset_ready(name: str) -> bool:
+    """True when dataset(name) answers at once: loaded, or refused to this tab (it then raises vae.DataError)."""
+    if not user_data.allowed(name):
+        return True
     with _DATA_LOCK:
         fut = _DATA.get(name)
     return fut is not None and fut.done() and fut.exception() is None
@@ -173,7 +207,7 @@ def current() -> ActiveModel | None:
     try:
         return class_view(file_model(target))  # M2: the plain VAE of this tab's class (ui/semi_ui.py)
     except CheckpointError as exc:
-        st.sidebar.error(str(exc))
+        st.sidebar.error(safe.error(exc))
         return None
 
 
@@ -196,12 +230,12 @@ def _upload_ui() -> None:
     if key in st.session_state.get("uploaded_models", {}):
         return
     if len(data) > MAX_UPLOAD_MB * 2**20:
-        st.error(f"{up.name}: {len(data) / 2**20:.0f} MB is larger than any checkpoint of ours.")
+        st.error(f"{md(up.name)}: {len(data) / 2**20:.0f} MB is larger than any checkpoint of ours.")
         return
     try:
         ck = _load_upload(digest, data)
     except CheckpointError as exc:
-        st.error(f"{up.name}: {exc}")
+        st.error(f"{md(up.name)}: {safe.error(exc)}")
         return
     st.session_state.setdefault("uploaded_models", {})[key] = ActiveModel(key, Path(up.name).stem, ck)
     st.session_state["model_key"] = key
@@ -256,7 +290,7 @@ def model_sidebar() -> None:
         prefetch_dataset_later(active.ck.dataset)  # the pages that need it will find it loaded (or under way)
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
-        picker.caption(f"{active.ck.dataset} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
+        picker.caption(f"{md(user_data.display_name(active.ck.dataset))} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
         m2_note(active, picker)  # an M2 model: which class the pages show, and where its own figures are
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.

@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import struct
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.model import VAE, build_model
+from vae.names import name_problem, normalize_name
 from vae.semi import KIND as M2_KIND, build_m2, is_m2
 
 
@@ -44,8 +43,6 @@ MAX_FILE_BYTES = 1 << 30  # models here are a few MB; anything near a GB is not 
 MAX_HEADER_BYTES = 16 << 20  # the history of a long run is well under this
 # The models shipped with the app: overwriting them needs an explicit confirmation.
 SHIPPED_CHECKPOINTS = ("mnist5k-mlp-z2", "mnist5k-mlp-z16")
-MAX_NAME_CHARS = 80
-_NAME_RE = re.compile(r"[\w][\w.\- ]*")
 
 
 class CheckpointError(ValueError):
@@ -254,16 +251,9 @@ class SaveTarget:
 
 def checkpoint_target(folder: str | Path, name: str) -> SaveTarget:
     """Validate a user's checkpoint name and say where it would be written; CheckpointError says what is wrong."""
-    name = unicodedata.normalize("NFC", (name or "").strip())
-    if name.lower().endswith(".safetensors"):
-        name = name[: -len(".safetensors")].rstrip()
-    if not name:
-        raise CheckpointError("give the checkpoint a name")
-    if "/" in name or "\\" in name or "\x00" in name:
-        raise CheckpointError("a checkpoint name cannot contain path separators (/ or \\)")
-    if len(name) > MAX_NAME_CHARS:
-        raise CheckpointError(f"a checkpoint name has at most {MAX_NAME_CHARS} characters")
-    if not _NAME_RE.fullmatch(name) or name.endswith("."):
-        raise CheckpointError("use letters, digits, spaces, '-', '_' and '.', starting with a letter or digit")
+    name = normalize_name(name)
+    problem = name_problem(name)
+    if problem:
+        raise CheckpointError(problem)
     path = Path(folder) / f"{name}.safetensors"
     return SaveTarget(path, path.exists(), name in SHIPPED_CHECKPOINTS)
