@@ -108,7 +108,9 @@ def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae
 
 
 def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str, semi: SemiConfig | None = None) -> TrainingJob:
-    label = user_data.run_label(name, mc) + ("" if semi is None else f"-m2-{semi.labels or 'all'}")
+    label = user_data.run_label(name, mc)  # "" for the built-in sets: TrainingJob names those (M2 included)
+    if label and semi is not None:
+        label += f"-m2-{semi.labels or 'all'}"
     job = TrainingJob(mc, tc, state.dataset(name), label=label, semi=semi).start()
     st.session_state["train_job"] = job
     return job
@@ -183,7 +185,8 @@ def save_ui(job: TrainingJob) -> None:
     if saved:
         st.success(f"Saved as {md(saved)}: every session can open it from the model picker.", icon=":material/check:")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    default = default_name(job.data.name, job.model_config.arch, job.model_config.latent_dim,
+    arch = job.model_config.arch + ("" if job.semi is None else f"-m2-{job.semi.labels or 'all'}")  # M2 says so
+    default = default_name(job.data.name, arch, job.model_config.latent_dim,
                            time.strftime("%m%d-%H%M", time.localtime(job.created)))
     name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=MAX_NAME_CHARS,
                          help="letters, digits, spaces, - _ . ; saved as checkpoints/NAME.safetensors")
