@@ -87,7 +87,11 @@ def controls_ui(active: state.ActiveModel) -> None:
 
     def from_data() -> None:
         i = int(st.session_state["explore_index"])
-        x = state.dataset_for(active).x_test
+        try:
+            x = state.dataset_for(active).x_test
+        except vae.DataError as exc:
+            st.session_state["explore_error"] = f"The model's data set cannot be used: {exc}"
+            return
         if not 0 <= i < len(x):
             st.session_state["explore_error"] = f"there is no held-out image #{i}; pick 0 to {len(x) - 1}"
             return

@@ -40,7 +40,7 @@ def warm_optimizer_import() -> None:
         threading.Thread(target=lambda: __import__("torch._dynamo"), daemon=True, name="warm-dynamo").start()
 
 
-def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae.TrainConfig, str, SemiConfig | None] | None:
+def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae.TrainConfig, str] | None:
     """The settings form; on Start, validated configs and the data set's name (or a message and None).
 
     The last settings used stay in st.session_state["tr_last"], so the form keeps them across page changes
@@ -56,7 +56,8 @@ def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae
         if st.session_state.get(f"tr_dataset{sfx}") not in options:  # e.g. an upload that was removed
             st.session_state.pop(f"tr_dataset{sfx}", None)
         # The last value, unless the widget holds one (set by the upload panel): never both, Streamlit warns then.
-        first = {} if f"tr_dataset{sfx}" in st.session_state else {"index": options.index(d["dataset"]) if d["dataset"] in options else 0}
+        first = ({} if f"tr_dataset{sfx}" in st.session_state
+                 else {"index": options.index(d["dataset"]) if d["dataset"] in options else 0})
         v["dataset"] = c1.selectbox("Data set", options, **first, key=f"tr_dataset{sfx}", format_func=lambda k: uploads.get(k, k),
                                     help="mnist5k, digits and shapes are built in; the torchvision ones need their files "
                                          "under ~/.cache/vae-explorer/data; upload your own images above; folder… reads "
@@ -108,7 +109,7 @@ def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae
 
 
 def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str, semi: SemiConfig | None = None) -> TrainingJob:
-    label = user_data.run_label(name, mc)  # "" for the built-in sets: TrainingJob names those (M2 included)
+    label = user_data.run_label(name, mc)  # "" except for uploads: then TrainingJob names the run itself
     if label and semi is not None:
         label += f"-m2-{semi.labels or 'all'}"
     job = TrainingJob(mc, tc, state.dataset(name), label=label, semi=semi).start()
@@ -185,8 +186,8 @@ def save_ui(job: TrainingJob) -> None:
     if saved:
         st.success(f"Saved as {md(saved)}: every session can open it from the model picker.", icon=":material/check:")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    arch = job.model_config.arch + ("" if job.semi is None else f"-m2-{job.semi.labels or 'all'}")  # M2 says so
-    default = default_name(job.data.name, arch, job.model_config.latent_dim,
+    kind = job.model_config.arch + ("" if job.semi is None else f"-m2-{job.semi.labels or 'all'}")
+    default = default_name(job.data.name, kind, job.model_config.latent_dim,
                            time.strftime("%m%d-%H%M", time.localtime(job.created)))
     name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=MAX_NAME_CHARS,
                          help="letters, digits, spaces, - _ . ; saved as checkpoints/NAME.safetensors")

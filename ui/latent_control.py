@@ -205,7 +205,9 @@ def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int]
     if not payload.in_browser:
         seq, shown = st.session_state.pop(f"_latent_control_preview:{key}", (0, z))
         data["image"] = _server_image(active.model, shown, seq)
-    _component(key=key, data=data, **_callbacks(key, value_key, L, on_change))
+    # Sent as a one-element list: Streamlit scans a dict's values for data frames, and that check imports pandas
+    # and pyarrow into the server (~70 MB, 0.6 s) on the first Explore; a list goes out as plain JSON.
+    _component(key=key, data=[data], **_callbacks(key, value_key, L, on_change))
     released = st.session_state.pop(f"_latent_control_released:{key}", False)
     ctx = get_script_run_ctx()
     if released and ctx is not None and ctx.fragment_ids_this_run:

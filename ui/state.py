@@ -138,7 +138,7 @@ def dataset_ready(name: str) -> bool:
         return True
     with _DATA_LOCK:
         fut = _DATA.get(name)
-    return fut is not None and fut.done() and fut.exception() is None
+    return fut is not None and fut.done()  # a failed load answers at once too: dataset() raises its DataError
 
 
 def dataset(name: str) -> vae.Dataset:
@@ -157,12 +157,31 @@ def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
 
 
 def dataset_for(active: ActiveModel) -> vae.Dataset:
-    """The data set the model was trained on (folder data sets are re-read at the model's size)."""
-    return dataset(active.ck.dataset)
+    """The data set the model was trained on; vae.DataError says in one line why it cannot be used with the model."""
+    data = dataset(active.ck.dataset)
+    if (reason := vae.dataset_fits(active.ck, data)) is not None:
+        raise vae.DataError(reason)
+    return data
+
+
+_LISTING: dict[str, tuple[int, list[Path]]] = {}  # folder -> (its mtime_ns, its listing)
 
 
 def checkpoint_files() -> list[Path]:
-    return vae.list_checkpoints(CHECKPOINT_DIR)
+    """The folder's checkpoints, newest first; listed again only when the folder changes (a save, a delete).
+
+    Every rerun asks several times (sidebar, current model, pages): one stat of the folder instead of a glob and a
+    stat per file. Saves replace files by os.replace, which changes the folder's mtime too.
+    """
+    try:
+        mtime = CHECKPOINT_DIR.stat().st_mtime_ns
+    except OSError:
+        return []
+    hit = _LISTING.get(str(CHECKPOINT_DIR))
+    if hit is None or hit[0] != mtime:
+        hit = (mtime, vae.list_checkpoints(CHECKPOINT_DIR))
+        _LISTING[str(CHECKPOINT_DIR)] = hit
+    return list(hit[1])
 
 
 def add_session_model(ck: Checkpoint, label: str) -> ActiveModel:
@@ -381,9 +400,22 @@ _TSNE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-tsne")
 _TSNE: "OrderedDict[tuple[str, str], Future]" = OrderedDict()
 
 
+def import_here(name: str = "pandas") -> None:
+    """Import a module in the calling (script) thread before background work that would import it.
+
+    Plotly peeks at sys.modules["pandas"] while it builds any figure; a thread still importing pandas (sklearn,
+    umap and openTSNE import it) leaves it there half-initialised and the figure fails. The server no longer
+    imports pandas up front (~70 MB), so work that brings it in gets it complete from the page that asks.
+    """
+    import importlib
+
+    importlib.import_module(name)
+
+
 def tsne_future(active: ActiveModel, split: str = "test") -> Future:
     """The t-SNE embedding (N, 2) of a split's latent means, computing in the background."""
     mu, _ = split_latents(active, split)
+    import_here("pandas")  # sklearn imports it in the worker while this page builds its figure
     with _DATA_LOCK:
         fut = _TSNE.get((active.key, split))
         if fut is None or (fut.done() and fut.exception() is not None):

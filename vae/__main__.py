@@ -106,8 +106,13 @@ def _summary(history: list[dict[str, Any]]) -> str:
     if not history:
         return "no epochs"
     last = history[-1]
-    best = min((h["test_neg_elbo"] for h in history if h.get("test_neg_elbo") is not None), default=float("nan"))
-    return f"{len(history)} epochs, {last.get('seconds', 0):.1f} s, last held-out -ELBO {last.get('test_neg_elbo', float('nan')):.2f}, best {best:.2f}"
+    best = min((h["test_neg_elbo"] for h in history if h.get("test_neg_elbo") is not None), default=None)
+
+    def nats(v: float | None) -> str:  # a checkpoint stores NaN as null
+        return f"{v if v is not None else float('nan'):.2f}"
+
+    return (f"{len(history)} epochs, {last.get('seconds') or 0:.1f} s, last held-out -ELBO "
+            f"{nats(last.get('test_neg_elbo'))}, best {nats(best)}")
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -133,7 +138,7 @@ def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
     import torch
 
     from vae import distributed
-    from vae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from vae.checkpoint import CheckpointError, dataset_fits, load_checkpoint, save_checkpoint
     from vae.config import ModelConfig, TrainConfig
     from vae.data import DataError, load_dataset
     from vae.model import build_model
@@ -161,9 +166,8 @@ def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
     else:
         data = load_dataset(name, root=args.root, download=args.download, image_size=args.image_size, grey=not args.rgb)
     if ck is not None:
-        if data.shape != ck.model_config.input_shape:
-            raise DataError(f"data set {name!r} has images of shape {data.shape}; the checkpoint's model expects "
-                            f"{ck.model_config.input_shape} (it was trained on {ck.dataset!r})")
+        if (reason := dataset_fits(ck, data)) is not None:
+            raise DataError(reason)
         model = ck.model
     else:
         model_cfg = ModelConfig(arch=args.arch, input_shape=data.shape, latent_dim=args.latent_dim, hidden=args.hidden,
@@ -239,7 +243,7 @@ def _last_test(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from vae.checkpoint import load_checkpoint
+    from vae.checkpoint import dataset_fits, load_checkpoint
     from vae.data import load_dataset
     from vae.explore import encode
     from vae.metrics import active_units, iwae_estimate, linear_probe, mig
@@ -250,8 +254,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     name = args.dataset or ck.dataset
     data = load_dataset(name, root=args.root) if not name.startswith("folder:") else load_dataset(
         name, image_size=ck.model_config.input_shape[1], grey=ck.model_config.input_shape[0] == 1)
-    if data.shape != ck.model_config.input_shape:
-        raise CliError(f"data set {name!r} has images of shape {data.shape}; the model expects {ck.model_config.input_shape}")
+    if (reason := dataset_fits(ck, data)) is not None:
+        raise CliError(reason)
     x_test = data.x_test[: args.limit] if args.limit > 0 else data.x_test
     m2 = is_m2(ck.model)  # M2: the bounds with y summed out, and its classifier's accuracy
     ev = evaluate_m2(ck.model, x_test, data.y_test[: len(x_test)] if data.y_test is not None else None) if m2 else evaluate(ck.model, x_test)
@@ -313,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - whatever a file makes of us, the user gets one line, not a traceback
+        text = str(exc).strip().splitlines()
+        print(f"error: {type(exc).__name__}: {text[0] if text else 'unexpected failure'}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
         print(json.dumps(result, default=str))
