@@ -13,6 +13,7 @@ import torch
 
 import vae
 from ui import semi_ui, state
+from ui.safe import md
 from ui.widgets import show_image
 from vae.data import grid
 from vae.semi import PAPER_ERRORS, compare_on_labels, style_grid
@@ -80,7 +81,7 @@ if rows:
     st.plotly_chart(budget_figure(rows), key="semi_budget")
     table = pd.DataFrame([{"labels": r["labels"], "method": r["method"],
                            "accuracy %": f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}",
-                           "seconds": r.get("seconds")} for r in rows])
+                           "M2 training (s)": f"{r['seconds']:.0f}" if r.get("seconds") else "–"} for r in rows])
     st.dataframe(table, hide_index=True)
     st.caption("`python bench/semi_supervised.py`: mnist5k (4,000 training / 1,000 held-out images), three seeds "
                "of the labelled subset, the same labels for the three methods; ± is the standard deviation. The "
@@ -105,7 +106,7 @@ if data.y_test is None or data.shape != tuple(ck.model_config.input_shape):
     st.error(f"The data set {ck.dataset!r} has no labels or images of another shape; this model cannot be scored on it.")
     st.stop()
 
-st.subheader(f"This model: {active.label}", anchor=False)
+st.subheader(f"This model: {md(active.label)}", anchor=False)
 labelled = ck.semi.get("labelled") or []
 m1 = m1_for(ck.dataset)
 if labelled and len(labelled) <= len(data.x_train):
@@ -113,7 +114,7 @@ if labelled and len(labelled) <= len(data.x_train):
     c1, c2, c3 = st.columns(3)
     c1.metric("M2 classifier", f"{100 * res['m2']:.1f} %", help="argmax of q(y|x) on the held-out images")
     if "m1_probe" in res:
-        c2.metric(f"latent probe ({m1.label})", f"{100 * res['m1_probe']:.1f} %",
+        c2.metric(f"latent probe ({md(m1.label)})", f"{100 * res['m1_probe']:.1f} %",
                   help="logistic regression on the plain VAE's latent means, the same labelled images")
     c3.metric("pixels", f"{100 * res['pixels']:.1f} %", help="logistic regression on raw pixels, the same labelled images")
     st.caption(f"{len(labelled):,} labelled images (balanced per class, seed {ck.semi.get('label_seed', 0)}), "

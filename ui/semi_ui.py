@@ -7,6 +7,7 @@ import dataclasses
 import plotly.graph_objects as go
 import streamlit as st
 
+from ui.safe import md
 from vae.semi import is_m2
 from vae.semi_cli import SEMI_DEFAULTS
 
@@ -87,7 +88,7 @@ def class_selector_ui(active, key: str = "m2_class_picker") -> int | None:
             st.session_state[CLASS_KEY] = int(st.session_state[key])
 
     st.segmented_control("Class y (M2: the z sliders move the style)", list(range(ck.model.n_classes)),
-                         format_func=lambda i: names[i] if i < len(names) else str(i), default=y, key=key,
+                         format_func=lambda i: md(str(names[i])) if i < len(names) else str(i), default=y, key=key,
                          on_change=picked)
     return y
 
