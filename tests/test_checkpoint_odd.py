@@ -248,7 +248,7 @@ def test_pages_say_in_one_line_that_the_data_set_cannot_be_used(odd_models, page
         at.session_state["model_key"] = f"path:{path}"
         at.run().switch_page(f"pages/{page}.py").run()
         if page == "explore":
-            next(b for b in at.button if b.label == "Start from this image").click().run()
+            at.button(key="explore_from_data").click().run()
         assert [e.value for e in at.exception] == [], (why, page)
         # Messages are shown escaped for markdown (ui.safe): compare what the user reads.
         texts = [re.sub(r"\\(.)", r"\1", e.value) for e in [*at.error, *at.warning, *at.info, *at.caption, *at.markdown]]
