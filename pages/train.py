@@ -14,7 +14,7 @@ import time
 import streamlit as st
 
 import vae
-from ui import safe, state
+from ui import run_record, safe, state
 from ui.plots import curves_figure, kl_bars_figure, latent_map_figure
 from ui.safe import md
 from ui.training_job import TrainingJob
@@ -94,6 +94,7 @@ def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] |
 def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str) -> TrainingJob:
     job = TrainingJob(mc, tc, state.dataset(name)).start()
     st.session_state["train_job"] = job
+    run_record.started(job.label, st.session_state.get("tr_last", {}))  # so that a server restart can be told
     return job
 
 
@@ -182,6 +183,7 @@ def save_ui(job: TrainingJob) -> None:
             st.error(f"Could not save: {safe.error(exc)}")
             return
         st.session_state.setdefault("train_saved", {})[job.id] = target.path.name
+        run_record.update(saved=target.path.name)
         # The saved file is what this session now works with; it shows in every session's picker.
         st.session_state["model_key"] = f"path:{target.path}"
         st.rerun()

@@ -22,7 +22,7 @@ import streamlit as st
 import torch
 
 import vae
-from ui import safe
+from ui import run_record, safe
 from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 
@@ -232,6 +232,7 @@ def adopt_finished_training() -> bool:
     if job is None or job.running or job.adopted:
         return False
     job.adopted = True
+    run_record.update(status=job.result.status if job.result is not None else "error")
     ck = job.checkpoint()
     if ck is None:
         return False
@@ -243,6 +244,7 @@ def adopt_finished_training() -> bool:
 def model_sidebar() -> None:
     """The model picker shared by every page: shipped/saved checkpoints, this session's models, uploads, download."""
     adopt_finished_training()
+    run_record.check()  # keeps ?run= in the URL; tells a tab that a server restart lost its run
     with st.sidebar:
         st.subheader("Model")
         picker = st.container()  # drawn after the uploader has had its say, shown above it
