@@ -337,3 +337,20 @@ def test_a_run_keeps_its_record_up_to_date(checkpoint_dir, runs_dir):
     saved = runs_dir.read(token)["saved"]
     assert saved and (checkpoint_dir / saved).exists()
     assert "saved as" in runs_dir.lost_message(runs_dir.read(token))
+
+
+def test_loaded_data_sets_are_bounded_in_bytes(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(vae, "load_dataset", lambda name, **kw: SimpleNamespace(
+        name=name, x_train=torch.zeros(3 * 2**20 // 4), x_test=torch.zeros(2**20 // 4)))  # 4 MB each
+    monkeypatch.setattr(state, "MAX_DATASET_MB", 10)
+    names = [f"folder:/test/budget-{i}" for i in range(4)]
+    for name in names:
+        state.prefetch_dataset(name).result(timeout=20)
+    state.prefetch_dataset(names[-1])  # a later request applies the budget to what has finished loading
+    with state._DATA_LOCK:
+        kept = [n for n in names if n in state._DATA]
+        assert kept == names[-2:] and state._held_mb() <= 10  # the least recently used went first
+        for n in kept:
+            state._DATA.pop(n)

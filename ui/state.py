@@ -22,7 +22,7 @@ import streamlit as st
 import torch
 
 import vae
-from ui import run_record, safe
+from ui import memory, run_record, safe
 from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 
@@ -33,6 +33,7 @@ MAX_UPLOAD_MB = 200
 
 # Decoding for the UI is small and latency-bound: one thread avoids fighting the server and a training thread.
 torch.set_num_threads(1)
+memory.configure()  # few malloc arenas, freed pages handed back: memory that a finished job freed comes back
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def _load_upload(digest: str, _data: bytes) -> Checkpoint:
 _DATA: "OrderedDict[str, Future]" = OrderedDict()
 _DATA_LOCK = threading.Lock()
 MAX_DATASETS = 6
+MAX_DATASET_MB = 512  # one full MNIST is 215 MB as float32, CIFAR-10 700 MB: keep the server near a gigabyte
 MAX_FOLDER_LOADS = 2
 _FOLDER_SLOTS = threading.BoundedSemaphore(MAX_FOLDER_LOADS)
 
@@ -95,9 +97,20 @@ def prefetch_dataset(name: str) -> Future:
                              name=f"vae-data-{name[:40]}").start()
             _DATA[name] = fut
         _DATA.move_to_end(name)
-        while len(_DATA) > MAX_DATASETS:
-            _DATA.popitem(last=False)
+        while len(_DATA) > MAX_DATASETS or (len(_DATA) > 1 and _held_mb() > MAX_DATASET_MB):
+            _DATA.popitem(last=False)  # the least recently asked for; sessions that hold it keep their reference
         return fut
+
+
+def _held_mb() -> float:
+    """Megabytes of the loaded data sets' tensors (call with _DATA_LOCK held)."""
+    total = 0
+    for fut in _DATA.values():
+        if fut.done() and fut.exception() is None:
+            data = fut.result()
+            total += sum(t.nbytes for t in (getattr(data, "x_train", None), getattr(data, "x_test", None))
+                         if isinstance(t, torch.Tensor))
+    return total / 2**20
 
 
 PREFETCH_DELAY_S = 1.5  # parsing mnist5k holds the GIL for seconds: let the page that asked finish drawing first
