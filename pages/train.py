@@ -14,7 +14,7 @@ import time
 import streamlit as st
 
 import vae
-from ui import run_record, safe, state
+from ui import run_record, safe, state, user_data
 from ui.plots import curves_figure, kl_bars_figure, latent_map_figure
 from ui.safe import md
 from ui.training_job import TrainingJob
@@ -45,14 +45,23 @@ def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] |
     (Streamlit forgets the state of widgets on pages that are not shown).
     """
     d = {**DEFAULT_SETTINGS, **st.session_state.get("tr_last", {})}
+    uploads = user_data.session_datasets()  # upload:TOKEN -> its description, this tab's only
+    options = DATASETS[:-1] + list(uploads) + DATASETS[-1:]
     with st.form("train_settings", border=True):
         c1, c2, c3, c4 = st.columns(4)
         v = {}
-        v["dataset"] = c1.selectbox("Data set", DATASETS, index=DATASETS.index(d["dataset"]), key="tr_dataset",
+        if st.session_state.get("tr_dataset") not in options:  # e.g. an upload that was removed
+            st.session_state.pop("tr_dataset", None)
+        # The last value, unless the widget holds one (set by the upload panel): never both, Streamlit warns then.
+        first = {} if "tr_dataset" in st.session_state else {"index": options.index(d["dataset"]) if d["dataset"] in options else 0}
+        v["dataset"] = c1.selectbox("Data set", options, **first, key="tr_dataset", format_func=lambda k: uploads.get(k, k),
                                     help="mnist5k, digits and shapes are built in; the torchvision ones need their files "
-                                         "under ~/.cache/vae-explorer/data; folder… reads your own images.")
+                                         "under ~/.cache/vae-explorer/data; upload your own images above; folder… reads "
+                                         "a folder on the server, under its data root only.")
         v["folder"] = c1.text_input("Folder or .zip of images (for folder…)", d["folder"], key="tr_folder",
-                                    placeholder="/path/to/images")
+                                    placeholder="/path/to/images",
+                                    help="a path on the server, read only under the data root the server was started "
+                                         "with (VAE_EXPLORER_DATA_ROOT); none by default")
         archs = list(vae.ARCHS)
         v["arch"] = c2.selectbox("Architecture", archs, index=archs.index(d["arch"]), key="tr_arch",
                                  help="mlp is the article's; conv is convolutional")
@@ -92,7 +101,7 @@ def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] |
 
 
 def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str) -> TrainingJob:
-    job = TrainingJob(mc, tc, state.dataset(name)).start()
+    job = TrainingJob(mc, tc, state.dataset(name), label=user_data.run_label(name, mc)).start()
     st.session_state["train_job"] = job
     run_record.started(job.label, st.session_state.get("tr_last", {}))  # so that a server restart can be told
     return job
@@ -194,6 +203,7 @@ st.markdown("Pick a data set and a model, press **Start**: the curves, reconstru
             "latent map update while it trains. The run belongs to this browser tab; you can keep exploring "
             "meanwhile. The defaults train a usable mnist5k model in about 10 s.")
 warm_optimizer_import()
+user_data.upload_panel()
 job: TrainingJob | None = st.session_state.get("train_job")
 request = settings_ui(running=job is not None and job.running)
 if request is not None:

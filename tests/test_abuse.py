@@ -161,8 +161,9 @@ def test_hostile_names_are_escaped_on_every_page(checkpoint_dir):
         at = hostile_app(page)
         assert at.session_state["model_key"] == "upload:hostile"
         shown[page] = assert_escaped(at)
-    # Every page but Train and Reconstruct (before an upload) names the model or says its data set cannot be loaded.
-    assert [p for p, n in shown.items() if n == 0] == ["train", "reconstruct"]
+    # Every page but Train, Reconstruct (before an upload) and the map names the model or its data set; the map only says
+    # that a folder outside the data root is not read, without repeating the folder's name.
+    assert [p for p, n in shown.items() if n == 0] == ["train", "map", "reconstruct"]
 
 
 def sidebar_only() -> None:
@@ -245,6 +246,7 @@ def test_data_sets_load_concurrently_and_a_shared_one_loads_once(monkeypatch):
         return real("digits")
 
     monkeypatch.setattr(vae, "load_dataset", load)
+    monkeypatch.setattr(state.user_data, "check_access", lambda name: None)  # as if under the server's data root
     slow = state.prefetch_dataset("folder:/test/slow-scan")
     slow_again = state.prefetch_dataset("folder:/test/slow-scan")
     other_slow = state.prefetch_dataset("folder:/test/another-scan")
@@ -272,6 +274,7 @@ def test_a_failed_load_reports_and_is_retried(monkeypatch):
         return "ok"
 
     monkeypatch.setattr(vae, "load_dataset", load)
+    monkeypatch.setattr(state.user_data, "check_access", lambda name: None)  # as if under the server's data root
     first = state.prefetch_dataset("folder:/test/flaky")
     with pytest.raises(vae.DataError):
         first.result(timeout=20)
@@ -347,8 +350,8 @@ def test_loaded_data_sets_are_bounded_in_bytes(monkeypatch):
     monkeypatch.setattr(state, "MAX_DATASET_MB", 10)
     names = [f"folder:/test/budget-{i}" for i in range(4)]
     for name in names:
-        state.prefetch_dataset(name).result(timeout=20)
-    state.prefetch_dataset(names[-1])  # a later request applies the budget to what has finished loading
+        state._submit(name).result(timeout=20)  # _submit: past the data-root check, which these names would fail
+    state._submit(names[-1])  # a later request applies the budget to what has finished loading
     with state._DATA_LOCK:
         kept = [n for n in names if n in state._DATA]
         assert kept == names[-2:] and state._held_mb() <= 10  # the least recently used went first

@@ -22,7 +22,7 @@ import streamlit as st
 import torch
 
 import vae
-from ui import memory, run_record, safe
+from ui import memory, run_record, safe, user_data
 from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 
@@ -75,25 +75,33 @@ MAX_FOLDER_LOADS = 2
 _FOLDER_SLOTS = threading.BoundedSemaphore(MAX_FOLDER_LOADS)
 
 
-def _load_into(fut: Future, name: str) -> None:
+def _load_into(fut: Future, name: str, options: dict) -> None:
     """Load one data set into its future (run on the data set's own thread)."""
     if not fut.set_running_or_notify_cancel():
         return
     slots = _FOLDER_SLOTS if ":" in name else contextlib.nullcontext()
     try:
         with slots:
-            fut.set_result(vae.load_dataset(name))
+            fut.set_result(vae.load_dataset(name, **options))
     except BaseException as exc:  # noqa: BLE001 - the page that waits for it shows the error
         fut.set_exception(exc)
 
 
 def prefetch_dataset(name: str) -> Future:
-    """Start loading a data set in the background (once per server); returns its future."""
+    """Start loading a data set in the background (once per server); returns its future.
+
+    Raises vae.DataError when this browser tab may not make the server read it (ui.user_data: data root, uploads).
+    """
+    user_data.check_access(name)
+    return _submit(name)
+
+
+def _submit(name: str) -> Future:
     with _DATA_LOCK:
         fut = _DATA.get(name)
         if fut is None or (fut.done() and fut.exception() is not None):  # failed loads are retried
             fut = Future()
-            threading.Thread(target=_load_into, args=(fut, name), daemon=True,
+            threading.Thread(target=_load_into, args=(fut, name, user_data.load_options(name)), daemon=True,
                              name=f"vae-data-{name[:40]}").start()
             _DATA[name] = fut
         _DATA.move_to_end(name)
@@ -119,6 +127,8 @@ _LATER: set[str] = set()
 
 def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     """Start loading a data set after `delay` seconds, unless something needed it sooner (then it is under way)."""
+    if not user_data.allowed(name):  # checked here, in the session's thread: the timer's thread has no session
+        return
     with _DATA_LOCK:
         if name in _DATA or name in _LATER:
             return
@@ -127,7 +137,7 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
     def go() -> None:
         with _DATA_LOCK:
             _LATER.discard(name)
-        prefetch_dataset(name)
+        _submit(name)
 
     timer = threading.Timer(delay, go)
     timer.daemon = True
@@ -135,6 +145,9 @@ def prefetch_dataset_later(name: str, delay: float = PREFETCH_DELAY_S) -> None:
 
 
 def dataset_ready(name: str) -> bool:
+    """True when dataset(name) answers at once: loaded, or refused to this tab (it then raises vae.DataError)."""
+    if not user_data.allowed(name):
+        return True
     with _DATA_LOCK:
         fut = _DATA.get(name)
     return fut is not None and fut.done() and fut.exception() is None
@@ -290,7 +303,7 @@ def model_sidebar() -> None:
         prefetch_dataset_later(active.ck.dataset)  # the pages that need it will find it loaded (or under way)
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
-        picker.caption(f"{md(active.ck.dataset)} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
+        picker.caption(f"{md(user_data.display_name(active.ck.dataset))} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
         picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,7 +37,10 @@ class Dataset:
 def _split(name: str, x: np.ndarray, y: np.ndarray | None, n_test: int, factors: np.ndarray | None = None, **kw) -> Dataset:
     """Shuffle with a fixed seed, then hold out the last n_test rows."""
     perm = np.random.default_rng(SPLIT_SEED).permutation(len(x))
-    x = torch.from_numpy(np.ascontiguousarray(x[perm], dtype=np.float32))
+    if x.dtype == np.uint8:  # user images arrive as bytes: one float copy, scaled in place
+        x = torch.from_numpy(np.ascontiguousarray(x[perm])).float().div_(255.0)
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(x[perm], dtype=np.float32))
     take = lambda a: None if a is None else torch.from_numpy(np.asarray(a)[perm].astype(np.int64))  # noqa: E731
     y, factors = take(y), take(factors)
     cut = len(x) - n_test
@@ -140,42 +142,25 @@ def _torchvision(name: str, root: str | Path | None = None, download: bool = Fal
 
 # ---------------------------------------------------------------- the user's own images
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}
-MAX_FOLDER_IMAGES = 100_000
 
 
-def _folder(path: str, image_size: int = 28, grey: bool = True, **_) -> Dataset:
-    """A folder or a .zip of images -> a data set; subfolder names become labels when there are several."""
-    p = Path(path).expanduser()
-    items: list[tuple[str, bytes]] = []
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        items = [(str(f.relative_to(p)), f.read_bytes()) for f in files[:MAX_FOLDER_IMAGES]]
-    elif p.is_file() and zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as zf:
-            names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_SUFFIXES)[:MAX_FOLDER_IMAGES]
-            too_big = [n for n in names if zf.getinfo(n).file_size > MAX_IMAGE_BYTES]
-            if too_big:  # checked before decompressing: a zip bomb never expands in memory
-                raise DataError(f"{too_big[0]!r} in the zip is larger than {MAX_IMAGE_BYTES // 2**20} MB")
-            items = [(n, zf.read(n)) for n in names]
-    else:
-        raise DataError(f"{path!r} is neither a folder nor a .zip of images")
-    if len(items) < 10:
-        raise DataError(f"{path!r} holds {len(items)} readable images; at least 10 are needed")
-    channels = 1 if grey else 3
-    xs, labels, skipped = [], [], 0
-    for name, data in items:
-        try:
-            xs.append(image_to_array(load_image(data), channels, image_size))
-        except DataError:
-            skipped += 1
-            continue
-        labels.append(Path(name).parent.as_posix())
-    if len(xs) < 10:
-        raise DataError(f"{path!r}: only {len(xs)} images could be read ({skipped} skipped)")
-    classes = sorted(set(labels))
-    y = np.array([classes.index(lab) for lab in labels]) if len(classes) > 1 else None
-    n_test = max(1, len(xs) // 5)
-    return _split(f"folder:{path}", np.stack(xs), y, n_test, classes=classes if y is not None else None)
+def _folder(path: str, image_size: int = 28, grey: bool = True, should_stop: Callable[[], bool] | None = None,
+            confine_to: Path | None = None, **_) -> Dataset:
+    """A folder or a .zip of images -> a data set, read under vae.imagesets' limits; subfolder names become labels."""
+    from vae.imagesets import MIN_IMAGES, classes_of, read_collection
+
+    x, labels, report = read_collection(path, 1 if grey else 3, int(image_size), should_stop=should_stop,
+                                        confine_to=confine_to)
+    if len(x) < MIN_IMAGES:
+        raise DataError(f"{path!r} holds {report.summary()}; at least {MIN_IMAGES} readable images are needed")
+    y, classes = classes_of(labels)
+    return _split(f"folder:{path}", x, y, max(1, len(x) // 5), classes=classes)
+
+
+def _upload(token: str, **_) -> Dataset:
+    from vae.imagesets import load_upload
+
+    return load_upload(token)
 
 
 # Data sets by name: loader(**options) -> Dataset. `folder:PATH` is handled in load_dataset.
@@ -189,9 +174,11 @@ OFFLINE_DATASETS = ("mnist5k", "digits", "shapes")
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """Load a named data set; options: root, download (torchvision), image_size, grey (folder)."""
+    """Load a named data set; options: root, download (torchvision), image_size, grey, should_stop, confine_to (folder)."""
     if name.startswith("folder:"):
         return _folder(name[len("folder:"):], **options)
+    if name.startswith("upload:"):  # a data set uploaded in the browser, while its tab lives (vae.imagesets)
+        return _upload(name[len("upload:"):], **options)
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or folder:PATH")
     return DATASETS[name](**options)
