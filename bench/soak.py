@@ -160,6 +160,15 @@ async def train(page, url: str, stats: Stats, dataset: str, folder: Path | None)
         await page.get_by_role("textbox", name="Folder or .zip of images (for folder…)").fill(str(folder))
     await page.get_by_role("spinbutton", name="Epochs", exact=True).fill("3")
     await page.get_by_role("spinbutton", name="Hidden width", exact=True).fill("64")
+    stats.filled.append(1)
+    if len(stats.filled) >= stats.users:
+        stats.ready.set()
+    try:  # every user's form is filled: user 0 starts its scan, the others 1 s later
+        await asyncio.wait_for(stats.ready.wait(), 300)
+    except asyncio.TimeoutError:
+        pass  # a user fell behind (or failed): go on without it
+    if folder is None:
+        await asyncio.sleep(1.0)
     scan_running = stats.scan_running
     t0 = time.perf_counter()
     if folder is not None:
@@ -186,11 +195,11 @@ async def refuse_archive(page, url: str, stats: Stats) -> None:
     """Train's data-set upload, if the page has one, with the zip bomb; else a pickle as a checkpoint."""
     await goto(page, url, "train", stats)
     uploader = page.locator("[data-testid='stFileUploader']", has_text="Images or one .zip")
-    if not await uploader.count():
+    if not await uploader.first.is_visible():
         opener = page.locator("[data-testid='stExpander'] summary", has_text="pload")
         if await opener.count():
             await opener.first.click()
-            await page.wait_for_timeout(300)
+            await page.wait_for_timeout(500)
     if await uploader.count():
         await uploader.locator("input[type=file]").set_input_files(
             files=[{"name": "bomb.zip", "mimeType": "application/zip", "buffer": bomb_zip()}])
@@ -214,12 +223,8 @@ async def user(i: int, browser, url: str, deadline: float, stats: Stats, folder:
     page = await ctx.new_page()
     page.on("console", lambda m: m.text and "fatal error" in m.text and print(f"  [{i}] {m.text[:120]}", flush=True))
     try:
+        await train(page, url, stats, "folder" if i == 0 else BUILT_IN[i % len(BUILT_IN)], folder if i == 0 else None)
         await upload_awkward(page, url, stats)
-        if i == 0:
-            await train(page, url, stats, "folder", folder)
-        else:
-            await asyncio.sleep(1.0 + 0.3 * i)  # while user 0's scan runs
-            await train(page, url, stats, BUILT_IN[i % len(BUILT_IN)], None)
         await refuse_archive(page, url, stats)
         step = i
         while time.monotonic() < deadline:
@@ -240,6 +245,7 @@ async def soak(url: str, contexts: int, minutes: float, folder: Path) -> list[St
     from playwright.async_api import async_playwright
 
     stats = [Stats() for _ in range(contexts)]
+    stats[0].ready, stats[0].filled, stats[0].users = asyncio.Event(), [], contexts
     deadline = time.monotonic() + minutes * 60
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -259,10 +265,13 @@ class _Shared:
         object.__setattr__(self, "_scan", scan)
 
     def __getattr__(self, name):
-        return getattr(self._scan if name == "scan_running" else self._own, name)
+        return getattr(self._scan if name in _SHARED else self._own, name)
 
     def __setattr__(self, name, value):
-        setattr(self._scan if name == "scan_running" else self._own, name, value)
+        setattr(self._scan if name in _SHARED else self._own, name, value)
+
+
+_SHARED = ("scan_running", "ready", "filled", "users")  # kept on user 0's Stats, seen by all
 
 
 def main() -> None:
@@ -270,7 +279,8 @@ def main() -> None:
     ap.add_argument("--contexts", type=int, default=6)
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--scan-files", type=int, default=3000)
-    ap.add_argument("--settle", type=float, default=20.0, help="seconds of idle server after the users leave")
+    ap.add_argument("--settle", type=float, default=150.0,
+                    help="seconds of idle server after the users leave (Streamlit keeps a closed tab's session 120 s)")
     args = ap.parse_args()
     args.contexts = max(1, min(args.contexts, 40))  # bounded
     args.minutes = max(0.5, min(args.minutes, 30))
