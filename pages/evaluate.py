@@ -132,7 +132,7 @@ with other:
     left.markdown(f"**A:** {md(active.label)} (the current model)")
     path = right.selectbox("**B:**", files, index=files.index(default), format_func=lambda p: Path(p).stem, key="eval_b")
     try:
-        b_model = state.file_model(Path(path))
+        b_model = state.class_view(state.file_model(Path(path)))  # an M2 compares as the VAE of its class
     except vae.CheckpointError as exc:
         st.error(safe.error(exc))
         st.stop()

@@ -11,8 +11,10 @@ import torch
 
 import vae
 from ui import state
+from ui.directions import directions_ui
 from ui.latent_control import latent_control
 from ui.safe import md
+from ui.semi_ui import class_selector_ui
 from ui.widgets import image_row, show_image
 from vae.applications import png_bytes
 from vae.data import grid
@@ -36,8 +38,9 @@ def sync_state(active: state.ActiveModel) -> None:
     """A new model starts at z = 0; a z sent from another page replaces the current one."""
     L = active.config.latent_dim
     pending = st.session_state.pop("explore_pending", None)
-    if st.session_state.get("explore_model") != active.key or len(st.session_state.get("explore_z", [])) != L:
-        st.session_state["explore_model"] = active.key
+    model_key = active.key.split("#y=")[0]  # an M2's class views share one z: changing y keeps the style
+    if st.session_state.get("explore_model") != model_key or len(st.session_state.get("explore_z", [])) != L:
+        st.session_state["explore_model"] = model_key
         set_z(np.zeros(L), "z = 0, the prior's mean")
     if pending is not None and len(pending["z"]) == L:
         set_z(pending["z"], pending.get("source", "sent from another page"))
@@ -85,7 +88,11 @@ def controls_ui(active: state.ActiveModel) -> None:
 
     def from_data() -> None:
         i = int(st.session_state["explore_index"])
-        x = state.dataset_for(active).x_test
+        try:
+            x = state.dataset_for(active).x_test
+        except vae.DataError as exc:
+            st.session_state["explore_error"] = f"The model's data set cannot be used: {exc}"
+            return
         if not 0 <= i < len(x):
             st.session_state["explore_error"] = f"there is no held-out image #{i}; pick 0 to {len(x) - 1}"
             return
@@ -135,7 +142,9 @@ sync_state(active)
 st.title("Explore the latent space")
 st.markdown(f"**{md(active.label)}** has {active.config.latent_dim} latent dimension(s). Move a slider: the decoder turns "
             "the vector $z$ into an image. Values far outside ±3 are places the prior $\\mathcal{N}(0, I)$ rarely visits.")
+class_selector_ui(active)  # M2 models only: y of p(x|y, z)
 controls_ui(active)
+directions_ui(active)  # sliders along directions made on the latent map
 dims = dims_ui(active)
 traverse = st.toggle("Show the traversal grid (it follows the sliders)", value=True, key="explore_traverse")
 live_ui(active, dims, traverse)

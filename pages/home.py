@@ -6,7 +6,7 @@ import streamlit as st
 from ui import safe, state
 from ui.plots import curves_figure
 from ui.safe import md
-from ui.widgets import show_image
+from ui.widgets import key_value_table, show_image
 from vae.reconstruction import reparameterization_example
 
 EXAMPLE_INDEX = 0  # the held-out image whose numbers illustrate the reparameterization
@@ -106,7 +106,7 @@ def model_card_ui(active: state.ActiveModel) -> None:
             rows[label] = f"{m[key]:.2f} nats"
     if isinstance(m.get("seconds"), (int, float)):
         rows["training time"] = f"{m['seconds']:.0f} s"
-    st.table({"": list(rows), "value": [md(v) for v in rows.values()]})  # st.table renders markdown: a name can be a link
+    key_value_table(rows)  # cells escaped with ui.safe.md: a name cannot be a link
 
 
 intro_ui()

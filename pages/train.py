@@ -22,6 +22,8 @@ from ui.widgets import show_image
 from vae.checkpoint import CheckpointError, checkpoint_target
 from vae.metrics import COLLAPSE_NATS, collapsed_dims
 from vae.names import MAX_NAME_CHARS, default_name
+from vae.semi import LabelError, SemiConfig, check_labels, classifier_for
+from ui.semi_ui import M2_CLASSIFIER, M2_SETTINGS, accuracy_figure, label_budget_ui, model_kind_ui
 
 DATASETS = ["mnist5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10", "folder…"]
 LIKELIHOODS = {"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}
@@ -38,51 +40,55 @@ def warm_optimizer_import() -> None:
         threading.Thread(target=lambda: __import__("torch._dynamo"), daemon=True, name="warm-dynamo").start()
 
 
-def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] | None:
+def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae.TrainConfig, str] | None:
     """The settings form; on Start, validated configs and the data set's name (or a message and None).
 
     The last settings used stay in st.session_state["tr_last"], so the form keeps them across page changes
     (Streamlit forgets the state of widgets on pages that are not shown).
     """
-    d = {**DEFAULT_SETTINGS, **st.session_state.get("tr_last", {})}
+    sfx = "_m2" if semi else ""  # M2's form keeps its own values (and defaults) beside the plain VAE's
+    d = {**(M2_SETTINGS if semi else DEFAULT_SETTINGS), **st.session_state.get(f"tr_last{sfx}", {})}
     uploads = user_data.session_datasets()  # upload:TOKEN -> its description, this tab's only
     options = DATASETS[:-1] + list(uploads) + DATASETS[-1:]
-    with st.form("train_settings", border=True):
+    with st.form(f"train_settings{sfx}", border=True):
         c1, c2, c3, c4 = st.columns(4)
         v = {}
-        if st.session_state.get("tr_dataset") not in options:  # e.g. an upload that was removed
-            st.session_state.pop("tr_dataset", None)
+        if st.session_state.get(f"tr_dataset{sfx}") not in options:  # e.g. an upload that was removed
+            st.session_state.pop(f"tr_dataset{sfx}", None)
         # The last value, unless the widget holds one (set by the upload panel): never both, Streamlit warns then.
-        first = {} if "tr_dataset" in st.session_state else {"index": options.index(d["dataset"]) if d["dataset"] in options else 0}
-        v["dataset"] = c1.selectbox("Data set", options, **first, key="tr_dataset", format_func=lambda k: uploads.get(k, k),
+        first = ({} if f"tr_dataset{sfx}" in st.session_state
+                 else {"index": options.index(d["dataset"]) if d["dataset"] in options else 0})
+        v["dataset"] = c1.selectbox("Data set", options, **first, key=f"tr_dataset{sfx}", format_func=lambda k: uploads.get(k, k),
                                     help="mnist5k, digits and shapes are built in; the torchvision ones need their files "
                                          "under ~/.cache/vae-explorer/data; upload your own images above; folder… reads "
                                          "a folder on the server, under its data root only.")
-        v["folder"] = c1.text_input("Folder or .zip of images (for folder…)", d["folder"], key="tr_folder",
+        v["folder"] = c1.text_input("Folder or .zip of images (for folder…)", d["folder"], key=f"tr_folder{sfx}",
                                     placeholder="/path/to/images",
                                     help="a path on the server, read only under the data root the server was started "
                                          "with (VAE_EXPLORER_DATA_ROOT); none by default")
         archs = list(vae.ARCHS)
-        v["arch"] = c2.selectbox("Architecture", archs, index=archs.index(d["arch"]), key="tr_arch",
+        v["arch"] = c2.selectbox("Architecture", archs, index=archs.index(d["arch"]), key=f"tr_arch{sfx}",
                                  help="mlp is the article's; conv is convolutional")
-        v["latent_dim"] = c2.number_input("Latent dimensions", 1, 512, d["latent_dim"], key="tr_latent")
-        v["hidden"] = c2.number_input("Hidden width", 8, 4096, d["hidden"], step=64, key="tr_hidden")
+        v["latent_dim"] = c2.number_input("Latent dimensions", 1, 512, d["latent_dim"], key=f"tr_latent{sfx}")
+        v["hidden"] = c2.number_input("Hidden width", 8, 4096, d["hidden"], step=64, key=f"tr_hidden{sfx}")
         liks = list(LIKELIHOODS)
         v["likelihood"] = c3.selectbox("Likelihood", liks, index=liks.index(d["likelihood"]), format_func=LIKELIHOODS.get,
-                                       key="tr_likelihood")
-        v["beta"] = c3.number_input("β (KL weight)", 0.0, 1000.0, d["beta"], step=0.5, key="tr_beta",
+                                       key=f"tr_likelihood{sfx}")
+        v["beta"] = c3.number_input("β (KL weight)", 0.0, 1000.0, d["beta"], step=0.5, key=f"tr_beta{sfx}",
                                     help="1 is the article's ELBO; above 1 is a β-VAE")
-        v["warmup"] = c3.number_input("KL warm-up (epochs)", 0.0, 1000.0, d["warmup"], step=1.0, key="tr_warmup",
+        v["warmup"] = c3.number_input("KL warm-up (epochs)", 0.0, 1000.0, d["warmup"], step=1.0, key=f"tr_warmup{sfx}",
                                       help="the KL weight grows linearly from 0 to β over this many epochs")
-        v["epochs"] = c4.number_input("Epochs", 1, 10_000, d["epochs"], key="tr_epochs")
-        v["batch_size"] = c4.number_input("Batch size", 1, 65_536, d["batch_size"], key="tr_batch")
-        v["lr"] = c4.number_input("Learning rate", 1e-6, 1.0, d["lr"], step=1e-3, format="%.4f", key="tr_lr",
+        v["epochs"] = c4.number_input("Epochs", 1, 10_000, d["epochs"], key=f"tr_epochs{sfx}")
+        v["batch_size"] = c4.number_input("Batch size", 1, 65_536, d["batch_size"], key=f"tr_batch{sfx}")
+        v["lr"] = c4.number_input("Learning rate", 1e-6, 1.0, d["lr"], step=1e-3, format="%.4f", key=f"tr_lr{sfx}",
                                   help="the peak of the one-cycle schedule")
-        v["seed"] = c4.number_input("Seed", 0, 2**31 - 1, d["seed"], key="tr_seed")
+        v["seed"] = c4.number_input("Seed", 0, 2**31 - 1, d["seed"], key=f"tr_seed{sfx}")
+        if semi:
+            v["labels"] = label_budget_ui(d.get("labels", 100), key="tr_labels")
         start = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary", disabled=running)
     if not start:
         return None
-    st.session_state["tr_last"] = v
+    st.session_state[f"tr_last{sfx}"] = v
     folder = v["folder"].strip()
     name = f"folder:{folder}" if v["dataset"] == "folder…" else v["dataset"]
     if v["dataset"] == "folder…" and not folder:
@@ -94,14 +100,19 @@ def settings_ui(running: bool) -> tuple[vae.ModelConfig, vae.TrainConfig, str] |
                              hidden=int(v["hidden"]), likelihood=v["likelihood"])
         tc = vae.TrainConfig(dataset=name, epochs=int(v["epochs"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]),
                              beta=float(v["beta"]), warmup_epochs=float(v["warmup"]), seed=int(v["seed"]), threads=1)
-    except (vae.ConfigError, vae.DataError) as exc:
+        if semi:
+            check_labels(data, v["labels"])
+    except (vae.ConfigError, vae.DataError, LabelError) as exc:
         st.error(f"These settings cannot train a model: {safe.error(exc)}", icon=":material/error:")
         return None
-    return mc, tc, name
+    return mc, tc, name, (SemiConfig(labels=v["labels"], classifier=classifier_for(data.shape, M2_CLASSIFIER)) if semi else None)
 
 
-def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str) -> TrainingJob:
-    job = TrainingJob(mc, tc, state.dataset(name), label=user_data.run_label(name, mc)).start()
+def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str, semi: SemiConfig | None = None) -> TrainingJob:
+    label = user_data.run_label(name, mc)  # "" except for uploads: then TrainingJob names the run itself
+    if label and semi is not None:
+        label += f"-m2-{semi.labels or 'all'}"
+    job = TrainingJob(mc, tc, state.dataset(name), label=label, semi=semi).start()
     st.session_state["train_job"] = job
     run_record.started(job.label, st.session_state.get("tr_last", {}))  # so that a server restart can be told
     return job
@@ -134,7 +145,12 @@ def live_ui(job: TrainingJob) -> None:
         st.warning(safe.error(p.message), icon=":material/stop_circle:")
 
     if p.history:
-        st.plotly_chart(curves_figure(p.history), key="tr_curves")
+        if job.semi is not None:  # M2: the held-out accuracy beside the ELBO curves
+            c_curves, c_acc = st.columns([3, 1])
+            c_curves.plotly_chart(curves_figure(p.history), key="tr_curves")
+            c_acc.plotly_chart(accuracy_figure(p.history), key="tr_accuracy")
+        else:
+            st.plotly_chart(curves_figure(p.history), key="tr_curves")
     left, right = st.columns([1, 1], gap="large")
     with left:
         if p.preview is not None:
@@ -171,7 +187,8 @@ def save_ui(job: TrainingJob) -> None:
     if saved:
         st.success(f"Saved as {md(saved)}: every session can open it from the model picker.", icon=":material/check:")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    default = default_name(job.data.name, job.model_config.arch, job.model_config.latent_dim,
+    kind = job.model_config.arch + ("" if job.semi is None else f"-m2-{job.semi.labels or 'all'}")
+    default = default_name(job.data.name, kind, job.model_config.latent_dim,
                            time.strftime("%m%d-%H%M", time.localtime(job.created)))
     name = c1.text_input("Name", value=default, key=f"tr_name:{job.id}", max_chars=MAX_NAME_CHARS,
                          help="letters, digits, spaces, - _ . ; saved as checkpoints/NAME.safetensors")
@@ -187,7 +204,7 @@ def save_ui(job: TrainingJob) -> None:
         confirm = st.checkbox(f"Yes, replace {md(target.path.name)}", key=f"tr_replace:{job.id}:{target.path.name}")
     if c2.button("Save", icon=":material/save:", disabled=not confirm, key=f"tr_save:{job.id}", width="stretch"):
         try:
-            vae.save_checkpoint(target.path, ck.model, ck.train_config, ck.dataset, ck.history, ck.metrics)
+            vae.save_checkpoint(target.path, ck.model, ck.train_config, ck.dataset, ck.history, ck.metrics, semi=ck.semi)
         except (OSError, CheckpointError) as exc:
             st.error(f"Could not save: {safe.error(exc)}")
             return
@@ -205,13 +222,15 @@ st.markdown("Pick a data set and a model, press **Start**: the curves, reconstru
 warm_optimizer_import()
 user_data.upload_panel()
 job: TrainingJob | None = st.session_state.get("train_job")
-request = settings_ui(running=job is not None and job.running)
+semi_kind = model_kind_ui() == "m2"
+request = settings_ui(running=job is not None and job.running, semi=semi_kind)
 if request is not None:
     job = start_job(*request)
 if job is not None:
     st.subheader(f"Run #{job.id}: {md(job.label)}", anchor=False)
     cfg = dataclasses.asdict(job.train_config)
-    st.caption(f"{job.model_config.arch}, latent {job.model_config.latent_dim}, hidden {job.model_config.hidden}, "
+    m2 = "" if job.semi is None else f"semi-supervised M2 with {job.semi.labels or 'all'} labels, "
+    st.caption(m2 + f"{job.model_config.arch}, latent {job.model_config.latent_dim}, hidden {job.model_config.hidden}, "
                f"{job.model_config.likelihood}, β {cfg['beta']}, lr {cfg['lr']}, batch {cfg['batch_size']}, "
                f"{cfg['epochs']} epochs, seed {cfg['seed']}")
     if job.running:

@@ -116,8 +116,8 @@ def test_home_shows_formulas_with_the_models_numbers_and_a_model_card():
     assert f"{m['recon'] + m['kl']:.1f} \\;=\\; {m['recon']:.1f} \\;+\\; {m['kl']:.1f}" in latex
     # the reparameterization, in numbers, for held-out image #0
     assert r"\epsilon &= (" in latex and r"z = \mu + \sigma \odot \epsilon &= (" in latex
-    card = at.table[0].value
-    assert "latent dimensions" in card.iloc[:, 0].tolist() and "2" in card.iloc[:, 1].tolist()
+    card = next(md.value for md in at.markdown if "latent dimensions" in md.value)  # a markdown table, not st.table
+    assert "| latent dimensions | 2 |" in card and "| data set | mnist5k |" in card
     assert [b.label for b in at.button] == ["Draw another ε"]
     before = latex
     at.button[0].click().run()
@@ -223,16 +223,77 @@ def test_map_colours_and_the_whole_data_set(colour):
 
 def test_map_tsne_runs_in_the_background_then_replaces_pca():
     z16 = f"path:{state.CHECKPOINT_DIR / 'mnist5k-mlp-z16.safetensors'}"
-    at = run_page("map", model_key=z16, map_method="t-SNE")
+    at = run_page("map", model_key=z16, map_method="tsne")
     assert [e.value for e in at.exception] == []
     assert len(at.radio) == 3  # points, colour, projection: 16 dimensions need one
-    deadline = time.time() + 120
-    while any("Computing t-SNE" in i.value for i in at.info):  # the page is drawn meanwhile (PCA), not blocked
-        assert time.time() < deadline, "t-SNE did not finish"
-        time.sleep(0.5)
+    assert at.radio[2].options == ["Auto", "PCA", "t-SNE", "UMAP"]
+    from ui import projections
+
+    if any("Computing t-SNE" in i.value for i in at.info):  # the page is drawn meanwhile (PCA), not blocked
+        assert any("PCA is linear" in c.value for c in at.caption)
+        job = projections.job(state.file_model(state.CHECKPOINT_DIR / "mnist5k-mlp-z16.safetensors").key, "test", "tsne")
+        assert job is not None
+        job.result()  # the worker process's own state: done, whatever the machine's load
         at.run()
     assert_clean(at)
-    assert any("t-SNE cannot be inverted" in c.value for c in at.caption)
+    assert not any("Computing t-SNE" in i.value for i in at.info)
+    # t-SNE is decodable too: the page says how (neighbours' mu) and shows the round-trip error on the data points
+    assert any("t-SNE has no formula back" in c.value and "Round trip" in c.value for c in at.caption)
+    at.number_input(key="map_x").set_value(0.0)
+    at.number_input(key="map_y").set_value(0.0)
+    at.button(key="map_decode").click().run()
+    assert_clean(at)
+    assert any("from the t-SNE inverse" in c.value for c in at.caption)
+
+
+def test_map_selection_groups_and_a_direction_sent_to_explore():
+    labels = state.prefetch_dataset("mnist5k").result().y_test.numpy()
+    fours, nines = np.nonzero(labels == 4)[0][:30].tolist(), np.nonzero(labels == 9)[0][:30].tolist()
+    at = run_app("map")
+    at.session_state["map_scatter:select"] = {"ids": fours, "how": "lasso"}  # what the scatter's lasso reports
+    at.run()
+    assert_clean(at)
+    assert any(m.value.startswith("**30 point(s)** selected by lasso; per class: 4: 30") for m in at.markdown)
+    at.button(key="map_group_A").click().run()
+    at.session_state["map_scatter:select"] = {"ids": nines, "how": "box"}
+    at.run()
+    at.button(key="map_group_B").click().run()
+    assert_clean(at)
+    assert at.text_input[0].value == "4 → 9"
+    assert len(img_srcs(html_with(at, "map-direction"))) == 1
+    at.button(key="map_direction_send").click().run()
+    assert_clean(at)
+    (d,) = at.session_state["explore_directions"]
+    mu, _ = state.split_latents(state.file_model(SHIPPED), "test")
+    assert d["name"] == "4 → 9"
+    assert np.allclose(d["vector"], (mu[nines].mean(0) - mu[fours].mean(0)).numpy(), atol=1e-5)
+    # On Explore the direction is a slider: moving it moves z along the direction
+    z0 = np.asarray(at.session_state["explore_z"], np.float64)
+    at.slider(key=f"explore_direction_{d['id']}").set_value(0.5).run()
+    assert_clean(at)
+    assert np.allclose(np.asarray(at.session_state["explore_z"]) - z0, 0.5 * np.asarray(d["vector"]), atol=1e-6)
+    assert "moved along “4 → 9”" in at.session_state["explore_source"]
+
+
+@pytest.mark.parametrize("a,b,message", [([3], [5, 6], "selection A has 1 point"), ([3, 5], [5, 3], "length zero")])
+def test_map_bad_directions_get_a_message(a, b, message):
+    at = run_page("map")
+    at.session_state["map_groups"] = {"A": {"ids": a, "name": "x"}, "B": {"ids": b, "name": "y"}}
+    at.session_state["map_scatter:select"] = {"ids": [], "how": "lasso"}  # an empty selection: a hint, no error
+    at.run()
+    assert_clean(at)
+    assert any(message in w.value for w in at.warning)
+    assert any("held no points" in c.value for c in at.caption)
+
+
+def test_map_places_the_current_image():
+    from ui import workspace
+
+    x = state.prefetch_dataset("mnist5k").result().x_test[3]
+    at = run_page("map", ws_current=workspace._make(x, "held-out #3", "dataset"))
+    assert_clean(at)
+    assert any("The current image (held-out #3) is placed by the projection, with its 2σ posterior ellipse" in c.value
+               for c in at.caption)
 
 
 def test_map_send_a_point_to_explore():
@@ -382,8 +443,9 @@ def test_train_reports_unloadable_data_and_nan():
     at.text_input(key="tr_folder").set_value("/nonexistent/images")
     next(b for b in at.button if b.label == "Start training").click().run()
     assert [e.value for e in at.exception] == []
-    assert "cannot train a model" in at.error[0].value and "reads no folders named from the web page" in at.error[0].value
-    assert "VAE_EXPLORER_DATA_ROOT" in at.error[0].value  # how to allow it
+    assert "cannot train a model" in at.error[0].value
+    assert "reads no folders named from the web page" in unescaped(at.error[0].value)
+    assert "VAE_EXPLORER_DATA_ROOT" in unescaped(at.error[0].value)  # how to allow it
     assert "train_job" not in at.session_state
 
     # A run whose loss turned NaN: its message is shown, and the page keeps working.

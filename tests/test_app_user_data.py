@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
+import re
 import shutil
 import time
 import zipfile
@@ -22,6 +22,11 @@ from vae import imagesets
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
 SHIPPED = ROOT / "checkpoints" / "mnist5k-mlp-z2.safetensors"
+
+
+def unescaped(markdown: str) -> str:
+    """A message as the user reads it: user text in messages is markdown-escaped (ui.safe.md)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def bars_zip(n: int = 15) -> bytes:
@@ -76,7 +81,7 @@ def upload(at: AppTest, files: list[tuple[str, bytes]], colour: str = "grey", si
 def test_upload_a_labelled_zip_then_train_on_it(upload_dir, loads):
     at = upload(train_page(), [("shapes.zip", bars_zip())])
     assert [e.value for e in at.exception] == [] and [e.value for e in at.error] == []
-    assert "Made a data set of 30 images" in at.success[0].value
+    assert "Made a data set of 30 images" in unescaped(at.success[0].value)
     name = at.selectbox(key="tr_dataset").value
     assert name.startswith("upload:") and "shapes.zip · 30 images, 16×16 grey, 2 labels" in at.text[0].value
     token = name[len("upload:"):]
@@ -90,6 +95,10 @@ def test_upload_a_labelled_zip_then_train_on_it(upload_dir, loads):
     assert job.label == "shapes-mlp-z2"  # a default save name from the file, not the token
     assert sorted(set(job.map_labels.tolist())) == [0, 1]
     assert job.model_config.input_shape == (1, 16, 16) and name in loads
+    assert name in state._DATA
+    at.run()
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert name not in state._DATA and not (upload_dir / token).exists()  # the loaded copy goes with the folder
 
 
 def test_uploaded_image_files_in_rgb():
@@ -106,7 +115,7 @@ def test_uploaded_image_files_in_rgb():
 def test_a_refused_archive_says_why_and_keeps_nothing(upload_dir):
     at = upload(train_page(), [("bomb.zip", bomb_zip())])
     assert [e.value for e in at.exception] == []
-    assert "Not used: the archive's images would unpack to 2,880 MB; the limit is 512 MB" in at.error[0].value
+    assert "Not used: the archive's images would unpack to 2,880 MB; the limit is 512 MB" in unescaped(at.error[0].value)
     assert not upload_dir.exists() or not any(upload_dir.iterdir())
     assert not at.text  # no upload listed
 
@@ -115,14 +124,14 @@ def test_the_per_tab_cap_says_what_it_refused(monkeypatch):
     monkeypatch.setattr(user_data, "SESSION_CAP_MB", 0)
     at = upload(train_page(), [("shapes.zip", bars_zip())])
     assert "refused: 30 images would take 0.0 MB and this tab's uploads already take 0.0 MB; the limit per tab is 0 MB" \
-        in at.error[0].value
+        in unescaped(at.error[0].value)
 
 
 def test_the_per_server_cap_counts_every_tab(monkeypatch):
     at = upload(train_page(), [("shapes.zip", bars_zip())])
     monkeypatch.setattr(user_data, "SERVER_CAP_MB", 0)
     at = upload(train_page(), [("shapes.zip", bars_zip())])  # another tab
-    assert "the server holds 0 MB of uploads from all tabs and its limit is 0 MB" in at.error[0].value
+    assert "the server holds 0 MB of uploads from all tabs and its limit is 0 MB" in unescaped(at.error[0].value)
 
 
 def test_an_upload_belongs_to_its_tab_only(loads):
@@ -145,7 +154,7 @@ def test_an_upload_belongs_to_its_tab_only(loads):
     at = AppTest.from_function(other_tab_loads, default_timeout=TIMEOUT)
     at.session_state["name"] = name
     at.run()
-    assert "uploaded in another browser tab" in at.error[0].value
+    assert "uploaded in another browser tab" in unescaped(at.error[0].value)
     assert loads == []
 
 
@@ -200,8 +209,8 @@ def start(at: AppTest, folder: str) -> AppTest:
 
 def test_a_typed_path_is_refused_without_a_data_root(outside, loads):
     at = start(train_page(), str(outside))
-    assert "this server reads no folders named from the web page" in at.error[0].value
-    assert "VAE_EXPLORER_DATA_ROOT=/a/folder" in at.error[0].value and loads == []
+    assert "this server reads no folders named from the web page" in unescaped(at.error[0].value)
+    assert "VAE_EXPLORER_DATA_ROOT=/a/folder" in unescaped(at.error[0].value) and loads == []
 
 
 def test_a_typed_path_outside_the_root_is_refused_and_inside_is_read(tmp_path, outside, loads, monkeypatch):
@@ -211,7 +220,7 @@ def test_a_typed_path_outside_the_root_is_refused_and_inside_is_read(tmp_path, o
     monkeypatch.setenv("VAE_EXPLORER_DATA_ROOT", str(root))
     for path in [str(outside), str(root / ".." / "private"), str(root / "sneaky")]:
         at = start(train_page(), path)
-        assert "that path is outside the server's data root" in at.error[0].value, path
+        assert "that path is outside the server's data root" in unescaped(at.error[0].value), path
     assert loads == []
     at = start(train_page(), str(root / "ok"))
     assert [e.value for e in at.error] == [] and loads == [f"folder:{root / 'ok'}"]
@@ -239,7 +248,7 @@ def test_a_checkpoint_naming_a_private_folder_never_makes_the_server_read_it(tmp
             at.session_state[k] = v
         at.run()
         assert [e.value for e in at.exception] == [], page
-        shown = " ".join(e.value for e in [*at.error, *at.warning, *at.info, *at.caption])
+        shown = " ".join(unescaped(e.value) for e in [*at.error, *at.warning, *at.info, *at.caption])
         if page not in ("explore", "reconstruct"):  # those two work without the data set
             assert "reads no folders named from the web page" in shown, page
     time.sleep(user_data_delay())  # the sidebar's delayed prefetch would have fired by now

@@ -279,3 +279,12 @@ def test_an_upload_is_saved_and_loaded_by_its_token(tmp_path, monkeypatch):
 def test_upload_names_are_tokens_only(token):
     with pytest.raises(vae.DataError):
         vae.load_dataset(f"upload:{token}")
+
+
+def test_a_planted_upload_folder_is_not_used(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "uploads").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    monkeypatch.setenv("VAE_EXPLORER_UPLOAD_DIR", str(tmp_path / "uploads"))
+    with pytest.raises(vae.DataError, match="not safe to use"):
+        imagesets.save_upload(np.zeros((10, 1, 4, 4), np.uint8), [""] * 10, "a", owner="s")
+    assert list((tmp_path / "elsewhere").iterdir()) == []

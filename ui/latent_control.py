@@ -88,8 +88,37 @@ def model_payload(key: str, _active: state.ActiveModel) -> ModelPayload:
     return ModelPayload(payload_id, body, span, len(json.dumps(body)))
 
 
-def _projection_digest(proj: Projection) -> str:
-    return hashlib.sha256(proj.mean.tobytes() + proj.components.tobytes()).hexdigest()[:16]
+def _projection_digest(proj) -> str:
+    if isinstance(proj, Projection):
+        return hashlib.sha256(proj.mean.tobytes() + proj.components.tobytes()).hexdigest()[:16]
+    return hashlib.sha256(np.ascontiguousarray(proj.xy).tobytes() + np.ascontiguousarray(proj.mu).tobytes()).hexdigest()[:16]
+
+
+MAX_INVERSE_POINTS = 10_000  # the browser's inverse interpolates among these (~0.7 MB for 16-D latents)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def neighbour_pad_data(key: str, digest: str, _nmap, _labels: np.ndarray | None, _classes: list[str] | None,
+                       axes: tuple[str, str]) -> dict[str, Any]:
+    """The pad over a nonlinear map (vae.projections.NeighbourMap): its points, and the points the browser
+    interpolates between to turn a place on the map into z (the same rule as the server's inverse)."""
+    xy = np.asarray(_nmap.xy, np.float32)
+    mu = np.asarray(_nmap.mu, np.float32)
+    keep = np.linspace(0, len(xy) - 1, min(len(xy), MAX_PAD_POINTS)).astype(int)
+    inv = np.linspace(0, len(xy) - 1, min(len(xy), MAX_INVERSE_POINTS)).astype(int)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    c, half = (lo + hi) / 2, float(max(hi - lo) / 2 * 1.06 + 1e-6)
+    labels = _labels if _labels is not None and len(_labels) == len(xy) and _labels.max(initial=0) < 256 else None
+    return {
+        "id": f"{key}|{digest}", "points": _b64(xy[keep]),
+        "extent": [float(c[0] - half), float(c[0] + half), float(c[1] - half), float(c[1] + half)],
+        "axis_titles": list(axes), "class_names": _classes if labels is not None else None,
+        "labels": _b64(labels[keep].astype(np.uint8)) if labels is not None else None,
+        "caption": (f"The points of the map above. Dragging decodes the place under the pointer: the distance-weighted "
+                    f"mean μ of its {_nmap.k} nearest points on the map."),
+        "projection": None,
+        "inverse": {"xy": _b64(xy[inv]), "mu": _b64(mu[inv]), "k": int(_nmap.k), "L": int(mu.shape[1])},
+    }
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -186,13 +215,17 @@ def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[]
 
 
 def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int] | None, pad: bool,
-            projection: Projection | None, image_px: int, pad_px: int, on_change: Callable[[], None] | None) -> None:
+            projection, image_px: int, pad_px: int, on_change: Callable[[], None] | None, pad_labels=None) -> None:
     payload = model_payload(active.key, active)
     pad_json = None
     if pad and active.config.latent_dim >= 2:
         try:
             proj = projection if projection is not None else state.projection(active)
-            pad_json = pad_data(active.key, _projection_digest(proj), active, proj)
+            if isinstance(proj, Projection):
+                pad_json = pad_data(active.key, _projection_digest(proj), active, proj)
+            else:  # a nonlinear map with a neighbour inverse (the latent map's t-SNE / UMAP)
+                labels, classes, axes = pad_labels or (None, None, ("map 1", "map 2"))
+                pad_json = neighbour_pad_data(active.key, _projection_digest(proj), proj, labels, classes, tuple(axes))
         except (vae.DataError, OSError):
             pad_json = None  # the data set is gone (a folder moved): sliders only
     L = active.config.latent_dim
@@ -205,7 +238,9 @@ def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int]
     if not payload.in_browser:
         seq, shown = st.session_state.pop(f"_latent_control_preview:{key}", (0, z))
         data["image"] = _server_image(active.model, shown, seq)
-    _component(key=key, data=data, **_callbacks(key, value_key, L, on_change))
+    # Sent as a one-element list: Streamlit scans a dict's values for data frames, and that check imports pandas
+    # and pyarrow into the server (~70 MB, 0.6 s) on the first Explore; a list goes out as plain JSON.
+    _component(key=key, data=[data], **_callbacks(key, value_key, L, on_change))
     released = st.session_state.pop(f"_latent_control_released:{key}", False)
     ctx = get_script_run_ctx()
     if released and ctx is not None and ctx.fragment_ids_this_run:
@@ -213,13 +248,15 @@ def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int]
 
 
 def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None = None, dims: list[int] | None = None,
-                   pad: bool = True, projection: Projection | None = None, image_px: int = 196, pad_px: int = 280,
-                   on_change: Callable[[], None] | None = None) -> np.ndarray:
+                   pad: bool = True, projection=None, image_px: int = 196, pad_px: int = 280,
+                   on_change: Callable[[], None] | None = None, pad_labels=None) -> np.ndarray:
     """Draw the live control for the active model; returns this run's z (L,), also st.session_state[value_key].
 
     dims: which dimensions get a slider (all when None; [] for none); the others keep their values. The pad shows
     the held-out points on `projection`'s plane (default: state.projection, raw z for 2-D latents, PCA otherwise)
-    for latent_dim >= 2 when `pad`; dragging on it moves z parallel to that plane. on_change runs
+    for latent_dim >= 2 when `pad`; dragging on it moves z parallel to that plane. `projection` may instead be a
+    nonlinear map with a neighbour inverse (vae.projections.NeighbourMap, with pad_labels = (labels, class names,
+    axis titles)): then dragging sets z to the inverse of the place under the pointer. on_change runs
     (as a widget callback, before the rerun) when a release changes z. Browser round trips (the weights'
     acknowledgement, server previews) re-run only this control; a release re-runs the page.
     """
@@ -228,5 +265,5 @@ def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None
         raise ValueError("the control's key must not contain '__' (Streamlit's event delimiter)")
     z = current_z(value_key, active.config.latent_dim)
     dims = None if dims is None else [int(d) for d in dims]
-    st.fragment(_render)(active, value_key, key, dims, pad, projection, image_px, pad_px, on_change)
+    st.fragment(_render)(active, value_key, key, dims, pad, projection, image_px, pad_px, on_change, pad_labels)
     return z

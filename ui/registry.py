@@ -23,4 +23,5 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/generate.py", "Generate", ":material/auto_awesome:", "generate", "Applications"),
     PageSpec("pages/denoise.py", "Denoise & complete", ":material/healing:", "denoise", "Applications"),
     PageSpec("pages/evaluate.py", "Evaluate & compare", ":material/analytics:", "evaluate", "Applications"),
+    PageSpec("pages/semi.py", "Semi-supervised", ":material/label:", "semi", "Applications"),
 ]

@@ -25,6 +25,7 @@ import vae
 from ui import memory, run_record, safe, user_data
 from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
+from ui.semi_ui import class_view, m2_note
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))  # tests point it elsewhere
@@ -150,7 +151,7 @@ def dataset_ready(name: str) -> bool:
         return True
     with _DATA_LOCK:
         fut = _DATA.get(name)
-    return fut is not None and fut.done() and fut.exception() is None
+    return fut is not None and fut.done()  # a failed load answers at once too: dataset() raises its DataError
 
 
 def dataset(name: str) -> vae.Dataset:
@@ -164,16 +165,36 @@ def dataset(name: str) -> vae.Dataset:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def checkpoint_bytes(key: str, _ck: Checkpoint) -> bytes:
-    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics)
+    _ck = _ck.source or _ck  # an M2 seen for one class downloads as the M2 it is
+    return to_bytes(_ck.model, _ck.train_config, _ck.dataset, _ck.history, _ck.metrics, _ck.semi)
 
 
 def dataset_for(active: ActiveModel) -> vae.Dataset:
-    """The data set the model was trained on (folder data sets are re-read at the model's size)."""
-    return dataset(active.ck.dataset)
+    """The data set the model was trained on; vae.DataError says in one line why it cannot be used with the model."""
+    data = dataset(active.ck.dataset)
+    if (reason := vae.dataset_fits(active.ck, data)) is not None:
+        raise vae.DataError(reason)
+    return data
+
+
+_LISTING: dict[str, tuple[int, list[Path]]] = {}  # folder -> (its mtime_ns, its listing)
 
 
 def checkpoint_files() -> list[Path]:
-    return vae.list_checkpoints(CHECKPOINT_DIR)
+    """The folder's checkpoints, newest first; listed again only when the folder changes (a save, a delete).
+
+    Every rerun asks several times (sidebar, current model, pages): one stat of the folder instead of a glob and a
+    stat per file. Saves replace files by os.replace, which changes the folder's mtime too.
+    """
+    try:
+        mtime = CHECKPOINT_DIR.stat().st_mtime_ns
+    except OSError:
+        return []
+    hit = _LISTING.get(str(CHECKPOINT_DIR))
+    if hit is None or hit[0] != mtime:
+        hit = (mtime, vae.list_checkpoints(CHECKPOINT_DIR))
+        _LISTING[str(CHECKPOINT_DIR)] = hit
+    return list(hit[1])
 
 
 def add_session_model(ck: Checkpoint, label: str) -> ActiveModel:
@@ -214,9 +235,9 @@ def current() -> ActiveModel | None:
         st.session_state["model_key"] = key
     _, target = choices[key]
     if isinstance(target, ActiveModel):
-        return target
+        return class_view(target)
     try:
-        return file_model(target)
+        return class_view(file_model(target))  # M2: the plain VAE of this tab's class (ui/semi_ui.py)
     except CheckpointError as exc:
         st.sidebar.error(safe.error(exc))
         return None
@@ -301,10 +322,14 @@ def model_sidebar() -> None:
         if active is None:
             return
         prefetch_dataset_later(active.ck.dataset)  # the pages that need it will find it loaded (or under way)
+        from ui import projections  # here, not at the top: ui.projections imports this module
+
+        projections.prefetch(active)  # the latent map's t-SNE starts computing now, in a worker process
         cfg = active.config
         neg_elbo = active.ck.metrics.get("neg_elbo")
         picker.caption(f"{md(user_data.display_name(active.ck.dataset))} · {cfg.arch} · latent {cfg.latent_dim} · {cfg.likelihood}"
                        + (f" · held-out −ELBO {neg_elbo:.1f} nats" if isinstance(neg_elbo, (int, float)) else ""))
+        m2_note(active, picker)  # an M2 model: which class the pages show, and where its own figures are
         # A callable: the file (MBs) is made when clicked, not registered with the media store on every rerun.
         picker.download_button("Download checkpoint", data=lambda: checkpoint_bytes(active.key, active.ck),
                                file_name=f"{active.label}.safetensors", mime="application/octet-stream",
@@ -393,9 +418,22 @@ _TSNE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-tsne")
 _TSNE: "OrderedDict[tuple[str, str], Future]" = OrderedDict()
 
 
+def import_here(name: str = "pandas") -> None:
+    """Import a module in the calling (script) thread before background work that would import it.
+
+    Plotly peeks at sys.modules["pandas"] while it builds any figure; a thread still importing pandas (sklearn,
+    umap and openTSNE import it) leaves it there half-initialised and the figure fails. The server no longer
+    imports pandas up front (~70 MB), so work that brings it in gets it complete from the page that asks.
+    """
+    import importlib
+
+    importlib.import_module(name)
+
+
 def tsne_future(active: ActiveModel, split: str = "test") -> Future:
     """The t-SNE embedding (N, 2) of a split's latent means, computing in the background."""
     mu, _ = split_latents(active, split)
+    import_here("pandas")  # sklearn imports it in the worker while this page builds its figure
     with _DATA_LOCK:
         fut = _TSNE.get((active.key, split))
         if fut is None or (fut.done() and fut.exception() is not None):

@@ -23,6 +23,7 @@ from pathlib import Path
 import streamlit as st
 
 import vae
+from ui import safe
 from vae import imagesets
 
 SESSION_CAP_MB = int(os.environ.get("VAE_EXPLORER_UPLOAD_SESSION_MB", 256))  # disk per browser tab
@@ -83,7 +84,19 @@ class _Space:
 
 def _remove_all(tokens: dict) -> None:
     for token in list(tokens):
-        imagesets.remove_upload(token)
+        _remove(token)
+
+
+def _remove(token: str) -> None:
+    """Delete an upload's folder and drop its loaded copy from the server's data-set cache."""
+    imagesets.remove_upload(token)
+    try:
+        from ui import state  # imported here: ui.state imports this module
+
+        with state._DATA_LOCK:  # noqa: SLF001 - the loaded tensors (up to 128 MB) go with the folder
+            state._DATA.pop(f"upload:{token}", None)  # noqa: SLF001
+    except Exception:  # noqa: BLE001 - at interpreter exit the module may be gone; the folder is what matters
+        pass
 
 
 def _session_id() -> str:
@@ -155,8 +168,10 @@ def add_upload(files: list[tuple[str, bytes]], grey: bool, size: int) -> tuple[s
     """Read uploaded files under the limits, store them for this tab; returns the data set's name and the report."""
     space = _space()
     channels = 1 if grey else 3
+    sid = _session_id()
     x, labels, report = imagesets.read_upload(
-        files, channels, size, before_decode=lambda n: _cap_check(space, n, n * channels * size * size))
+        files, channels, size, before_decode=lambda n: _cap_check(space, n, n * channels * size * size),
+        should_stop=lambda: _session_alive(sid) is False)  # the tab has gone: stop decoding for it
     if len(x) < imagesets.MIN_IMAGES:
         raise vae.DataError(f"{report.summary()}: at least {imagesets.MIN_IMAGES} readable images are needed")
     title = files[0][0] if len(files) == 1 else f"{len(files)} files"
@@ -172,7 +187,7 @@ def remove(name: str) -> None:
     space = _space()
     if token in space.tokens:
         del space.tokens[token]
-        imagesets.remove_upload(token)
+        _remove(token)
 
 
 # ---------------------------------------------------------------- the sweep: folders whose session has ended
@@ -231,7 +246,7 @@ def sweep(now: float | None = None) -> list[str]:
             continue
         if pid != os.getpid():
             if not _pid_alive(pid):  # its server was killed: nobody can reach it any more
-                imagesets.remove_upload(token)
+                _remove(token)
                 removed.append(token)
             continue
         alive = _session_alive(owner)
@@ -239,7 +254,7 @@ def sweep(now: float | None = None) -> list[str]:
             _LAST_SEEN[token] = now
             continue
         if now - _LAST_SEEN.get(token, meta.get("created", now)) > GRACE_S:
-            imagesets.remove_upload(token)
+            _remove(token)
             _LAST_SEEN.pop(token, None)
             removed.append(token)
     return removed
@@ -255,11 +270,6 @@ def _release(files) -> None:
     mgr = runtime.get_instance().uploaded_file_mgr
     for f in files:
         mgr.remove_file(_session_id(), f.file_id)
-
-
-def _plain(text: str) -> str:
-    """Messages may quote names from the user's files: escape what markdown would turn into links or formatting."""
-    return "".join("\\" + ch if ch in "\\`*_[]()<>$#~|" else ch for ch in text)
 
 
 def upload_panel() -> None:
@@ -299,7 +309,7 @@ def upload_panel() -> None:
                     st.session_state["ud_version"] = version + 1  # a fresh uploader: the browser forgets the files
                 st.rerun()  # drawn again: the fresh uploader, the message, the form with the new data set
         kind, message = st.session_state.pop("ud_message", (None, None))
-        message = _plain(message or "")
+        message = safe.md(message or "")  # messages quote names from the user's files
         if kind == "error":
             st.error(message, icon=":material/block:")
         elif kind == "success":

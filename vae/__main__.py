@@ -32,6 +32,7 @@ def _positive_int(s: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vae import semi_cli
     from vae.config import TrainConfig
 
     d = TrainConfig()  # the CLI's defaults are the engine's
@@ -40,16 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a VAE and save a .safetensors checkpoint")
     t.add_argument("--dataset", default=None, help="mnist5k (default; with --resume, the checkpoint's), digits, shapes, mnist, fashion-mnist, kmnist, cifar10 or folder:PATH")
-    t.add_argument("--arch", default="mlp", help="mlp (the article's) or conv")
-    t.add_argument("--latent-dim", type=int, default=16)
+    t.add_argument("--arch", default=None, help="mlp (the article's) or conv")
+    t.add_argument("--latent-dim", type=int, default=None, help="16; with --semi-supervised, M2's default")
     t.add_argument("--hidden", type=int, default=512)
     t.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
     t.add_argument("--obs-std", type=float, default=0.1, help="std of the Gaussian likelihood")
     t.add_argument("--beta", type=float, default=d.beta)
     t.add_argument("--warmup", type=float, default=0.0, help="KL warm-up length in epochs")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    t.add_argument("--epochs", type=int, default=None, help=f"{d.epochs}; with --semi-supervised, M2's default")
+    t.add_argument("--batch-size", type=int, default=None, help=f"{d.batch_size}; with --semi-supervised, M2's default")
+    t.add_argument("--lr", type=float, default=None, help=f"peak learning rate ({d.lr}; with --semi-supervised, M2's default)")
     t.add_argument("--schedule", default=d.schedule, choices=["onecycle", "constant"], help="learning-rate schedule")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint path, ending in .safetensors")
     t.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     t.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue training its weights for --epochs more epochs")
+    semi_cli.add_arguments(t)
 
     e = sub.add_parser("evaluate", help="held-out ELBO, IWAE NLL, active units, probe accuracy")
     e.add_argument("checkpoint")
@@ -104,12 +106,22 @@ def _summary(history: list[dict[str, Any]]) -> str:
     if not history:
         return "no epochs"
     last = history[-1]
-    best = min((h["test_neg_elbo"] for h in history if h.get("test_neg_elbo") is not None), default=float("nan"))
-    return f"{len(history)} epochs, {last.get('seconds', 0):.1f} s, last held-out -ELBO {last.get('test_neg_elbo', float('nan')):.2f}, best {best:.2f}"
+    best = min((h["test_neg_elbo"] for h in history if h.get("test_neg_elbo") is not None), default=None)
+
+    def nats(v: float | None) -> str:  # a checkpoint stores NaN as null
+        return f"{v if v is not None else float('nan'):.2f}"
+
+    return (f"{len(history)} epochs, {last.get('seconds') or 0:.1f} s, last held-out -ELBO "
+            f"{nats(last.get('test_neg_elbo'))}, best {nats(best)}")
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     """`python -m vae train`: in one process, or on every rank of a torchrun job; --resume goes on from a checkpoint."""
+    from vae import semi_cli
+
+    semi_cli.fill_defaults(args)
+    if args.semi_supervised:
+        return semi_cli.train_command(args)
     from vae import distributed
 
     launch = distributed.launch_from_env()  # torchrun with WORLD_SIZE > 1: DDP; see docs/distributed.md
@@ -126,7 +138,7 @@ def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
     import torch
 
     from vae import distributed
-    from vae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from vae.checkpoint import CheckpointError, dataset_fits, load_checkpoint, save_checkpoint
     from vae.config import ModelConfig, TrainConfig
     from vae.data import DataError, load_dataset
     from vae.model import build_model
@@ -154,9 +166,8 @@ def _train(args: argparse.Namespace, launch) -> dict[str, Any]:
     else:
         data = load_dataset(name, root=args.root, download=args.download, image_size=args.image_size, grey=not args.rgb)
     if ck is not None:
-        if data.shape != ck.model_config.input_shape:
-            raise DataError(f"data set {name!r} has images of shape {data.shape}; the checkpoint's model expects "
-                            f"{ck.model_config.input_shape} (it was trained on {ck.dataset!r})")
+        if (reason := dataset_fits(ck, data)) is not None:
+            raise DataError(reason)
         model = ck.model
     else:
         model_cfg = ModelConfig(arch=args.arch, input_shape=data.shape, latent_dim=args.latent_dim, hidden=args.hidden,
@@ -232,20 +243,22 @@ def _last_test(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from vae.checkpoint import load_checkpoint
+    from vae.checkpoint import dataset_fits, load_checkpoint
     from vae.data import load_dataset
     from vae.explore import encode
     from vae.metrics import active_units, iwae_estimate, linear_probe, mig
+    from vae.semi import evaluate_m2, is_m2
     from vae.training import evaluate
 
     ck = load_checkpoint(args.checkpoint)
     name = args.dataset or ck.dataset
     data = load_dataset(name, root=args.root) if not name.startswith("folder:") else load_dataset(
         name, image_size=ck.model_config.input_shape[1], grey=ck.model_config.input_shape[0] == 1)
-    if data.shape != ck.model_config.input_shape:
-        raise CliError(f"data set {name!r} has images of shape {data.shape}; the model expects {ck.model_config.input_shape}")
+    if (reason := dataset_fits(ck, data)) is not None:
+        raise CliError(reason)
     x_test = data.x_test[: args.limit] if args.limit > 0 else data.x_test
-    ev = evaluate(ck.model, x_test)
+    m2 = is_m2(ck.model)  # M2: the bounds with y summed out, and its classifier's accuracy
+    ev = evaluate_m2(ck.model, x_test, data.y_test[: len(x_test)] if data.y_test is not None else None) if m2 else evaluate(ck.model, x_test)
     mu, _ = encode(ck.model, x_test)
     n_active, _ = active_units(mu)
     result: dict[str, Any] = {"checkpoint": args.checkpoint, "dataset": name, "n": len(x_test),
@@ -258,6 +271,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         result.update({"probe_accuracy": probe["latent"], "pixel_probe_accuracy": probe["pixels"]})
     else:
         result["probe_accuracy"] = None
+    if m2:
+        result.update({"model": "m2", "accuracy": ev.get("accuracy"), "labels": ck.semi.get("labels")})
     if data.factors_test is not None:
         result["mig"] = mig(mu, data.factors_test[: len(x_test)])["mig"]
     return result
@@ -271,6 +286,7 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     return {"checkpoint": args.checkpoint, "dataset": ck.dataset, "model_config": ck.model_config.to_dict(),
             "train_config": ck.train_config.to_dict() if ck.train_config else None,
             "parameters": count_parameters(ck.model), "epochs": len(ck.history), "history": _summary(ck.history),
+            "model": ck.kind, **({"semi": {k: v for k, v in ck.semi.items() if k != "labelled"}} if ck.semi else {}),
             "metrics": {k: v for k, v in ck.metrics.items() if not isinstance(v, list)}}
 
 
@@ -291,15 +307,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vae.checkpoint import CheckpointError
     from vae.config import ConfigError
     from vae.data import DataError
+    from vae.semi import LabelError
 
     try:
         args = build_parser().parse_args(argv)
         result = COMMANDS[args.command](args)
-    except (CliError, CheckpointError, ConfigError, DataError) as exc:
+    except (CliError, CheckpointError, ConfigError, DataError, LabelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - whatever a file makes of us, the user gets one line, not a traceback
+        text = str(exc).strip().splitlines()
+        print(f"error: {type(exc).__name__}: {text[0] if text else 'unexpected failure'}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
         print(json.dumps(result, default=str))

@@ -91,6 +91,10 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the checkpoint
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str):
+            raise ConfigError(f"dataset must be a name, got {self.dataset!r}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a JSON object, got {type(self.extra).__name__}")
         _check_int("epochs", self.epochs, 1, 100_000)
         _check_int("batch_size", self.batch_size, 1, 65_536)
         _check_float("lr", self.lr, 1e-7, 1.0)

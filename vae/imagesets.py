@@ -459,8 +459,13 @@ def upload_dir(token: str) -> Path:
 def save_upload(x: np.ndarray, labels: list[str], title: str, owner: str, root: Path | None = None) -> str:
     """Store an uploaded data set (uint8 images, labels) in a new folder; returns its token (`upload:TOKEN` names it)."""
     token = secrets.token_hex(16)
-    folder = (root or upload_root()) / token
-    folder.mkdir(parents=True, mode=0o700)
+    root = root or upload_root()
+    root.mkdir(parents=True, mode=0o700, exist_ok=True)
+    st = os.lstat(root)
+    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid():  # a shared temp folder: someone may have planted it
+        raise DataError("the server's upload folder is not safe to use (a link, or owned by another user)")
+    folder = root / token
+    folder.mkdir(mode=0o700)
     y, classes = classes_of(labels)
     meta = {"title": title, "owner": owner, "pid": os.getpid(), "classes": classes, "shape": list(x.shape[1:]),
             "n": len(x), "created": time.time()}

@@ -17,11 +17,14 @@ COLLAPSE_NATS = 0.01  # a latent dimension carrying less KL than this is "collap
 def iwae_estimate(model: VAE, x: torch.Tensor, k: int = 1000, batch_size: int = 50, seed: int = 0,
                   progress: Callable[[float], None] | None = None) -> float:
     """Mean importance-weighted -log p(x) over x, in nats; `progress` gets the fraction done."""
+    from vae.semi import is_m2, iwae_nll_m2
+
+    bound = iwae_nll_m2 if is_m2(model) else iwae_nll  # M2: y summed out by sampling it from q(y|x)
     dev = next(model.parameters()).device
     g = torch.Generator(device=dev).manual_seed(seed)
     total = 0.0
     for i in range(0, len(x), batch_size):
-        total += float(iwae_nll(model, x[i: i + batch_size].to(dev), k, generator=g).sum())
+        total += float(bound(model, x[i: i + batch_size].to(dev), k, generator=g).sum())
         if progress is not None:
             progress(min(1.0, (i + batch_size) / len(x)))
     return total / max(1, len(x))

@@ -106,29 +106,25 @@ def test_reconstruct_drawing_on_the_canvas(tall_page, app_url):
     assert page_errors(page) == []
 
 
-def plotly_click(page, chart, curve: int, index: int) -> None:
-    """Click one point of a Plotly chart at its pixel position, found from the plot's own axes."""
-    pos = chart.evaluate(
-        """(el, [curve, index]) => {
-            const gd = el.querySelector('.js-plotly-plot');
-            const fl = gd._fullLayout, t = gd._fullData[curve];
-            const r = gd.getBoundingClientRect();
-            return {x: r.left + fl._size.l + fl.xaxis.d2p(t.x[index]), y: r.top + fl._size.t + fl.yaxis.d2p(t.y[index])};
-        }""", [curve, index])
-    page.mouse.move(pos["x"], pos["y"])
-    page.wait_for_timeout(150)
-    page.mouse.click(pos["x"], pos["y"])
+SC = "window.__mapScatter.instances.map_scatter"
+
+
+def open_map(page, app_url: str) -> None:
+    open_page(page, app_url, "map")
+    page.wait_for_function("() => window.__mapScatter?.stats?.paints?.length", timeout=60_000)
+    page.wait_for_timeout(300)
 
 
 def test_map_click_on_a_point_picks_it(tall_page, app_url):
     page = tall_page
-    open_page(page, app_url, "map")
-    chart = page.locator("[data-testid='stPlotlyChart']").first
-    chart.locator(".js-plotly-plot").wait_for(timeout=30_000)
-    page.wait_for_timeout(500)
-    # trace 0 is class "0": click its first point; its customdata is the point's number in the held-out set
-    index = chart.evaluate("el => el.querySelector('.js-plotly-plot')._fullData[0].customdata[0]")
-    plotly_click(page, chart, 0, 0)
+    open_map(page, app_url)
+    # ui/scatter says where a point is drawn; click point #21 of the held-out set there
+    index = 21
+    pos = page.evaluate(f"() => {SC}.screenOf({index})")
+    page.mouse.move(pos["x"], pos["y"])
+    page.wait_for_timeout(150)
+    index = int(page.evaluate(f"() => {SC}.el.canvas.dataset.hover"))  # the point under the pointer (overlaps)
+    page.mouse.click(pos["x"], pos["y"])
     page.locator("img[data-testid='map-point-image']").wait_for(timeout=30_000)
     settle(page)
     assert f"Point #{index}" in page.locator("[data-testid='stMarkdown']").all_inner_texts().__str__()
@@ -144,14 +140,10 @@ def test_map_click_on_a_point_picks_it(tall_page, app_url):
 
 def test_map_click_on_empty_space_decodes_there(tall_page, app_url):
     page = tall_page
-    open_page(page, app_url, "map")
-    chart = page.locator("[data-testid='stPlotlyChart']").first
-    chart.locator(".js-plotly-plot").wait_for(timeout=30_000)
-    page.wait_for_timeout(500)
-    # the click grid is the trace after the ten class traces; its first point is the bottom-left corner
-    curve = chart.evaluate("el => el.querySelector('.js-plotly-plot')._fullData.findIndex(t => t.name === 'empty space')")
-    assert curve >= 0
-    plotly_click(page, chart, curve, 0)
+    open_map(page, app_url)
+    # near the canvas's top-left corner there are no points (the view fits the points with a margin)
+    box = page.evaluate(f"() => {{ const r = {SC}.el.canvas.getBoundingClientRect(); return [r.left, r.top]; }}")
+    page.mouse.click(box[0] + 12, box[1] + 12)
     page.locator("img[data-testid='map-decoded']").wait_for(timeout=30_000)
     assert "Position (" in page.locator("[data-testid='stApp']").inner_text()
     screenshot(page, "map-position")

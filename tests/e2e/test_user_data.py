@@ -113,8 +113,13 @@ def test_upload_a_labelled_zip_train_and_see_the_map_coloured_by_its_folders(bro
 
     go(page, "Latent map", "map")
     page.locator("[data-testid='stPlotlyChart'] .legendtext").first.wait_for(timeout=60_000)
+    settle(page)
+    with contextlib.suppress(Exception):  # the assertion below says what was shown instead
+        page.wait_for_function("""() => [...document.querySelectorAll("[data-testid='stPlotlyChart'] .legendtext")]
+                                        .some(e => e.textContent === 'rings')""", timeout=30_000)
     legend = page.locator("[data-testid='stPlotlyChart'] .legendtext").evaluate_all("els => els.map(e => e.textContent)")
-    assert {"rings", "crosses"} <= set(legend), legend
+    screenshot(page, "map-uploaded-labels")
+    assert {"rings", "crosses"} <= set(legend), (legend, page.locator("[data-testid='stSidebar']").inner_text())
     assert page_errors(page) == []
     screenshot(page, "map-uploaded-labels")
 

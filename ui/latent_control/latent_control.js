@@ -47,9 +47,63 @@ function preparePad(p) {
     id: p.id, extent: p.extent, axisTitles: p.axis_titles, caption: p.caption, classNames: p.class_names || null,
     points: new Float32Array(b64ToBytes(p.points).buffer), // (N, 2) row-major
     labels: p.labels ? b64ToBytes(p.labels) : null,
-    mean: Float64Array.from(p.projection.mean),
-    comp: p.projection.components.map((row) => Float64Array.from(row)), // (2, L), orthonormal rows
+    mean: p.projection ? Float64Array.from(p.projection.mean) : null,
+    comp: p.projection ? p.projection.components.map((row) => Float64Array.from(row)) : null, // (2, L), orthonormal
+    // A nonlinear map: no plane; a place p -> z is the inverse-distance-weighted mean mu of its k nearest points on
+    // the map, and z -> p the same over z's k nearest latent means (vae/projections.py's NeighbourMap).
+    inv: p.inverse ? {
+      xy: new Float32Array(b64ToBytes(p.inverse.xy).buffer), mu: new Float32Array(b64ToBytes(p.inverse.mu).buffer),
+      k: p.inverse.k, L: p.inverse.L,
+    } : null,
   };
+}
+
+// The k smallest of dist (n) -> indices; k is small (8), so a sorted insertion list is enough.
+function kSmallest(dist, k) {
+  const idx = [], d = [];
+  for (let i = 0; i < dist.length; i++) {
+    const v = dist[i];
+    if (idx.length < k || v < d[idx.length - 1]) {
+      let j = Math.min(idx.length, k - 1);
+      if (idx.length < k) { idx.push(0); d.push(0); j = idx.length - 1; }
+      while (j > 0 && d[j - 1] > v) { idx[j] = idx[j - 1]; d[j] = d[j - 1]; j--; }
+      idx[j] = i; d[j] = v;
+    }
+  }
+  return [idx, d];
+}
+
+// Weighted blend of rows of `values` (row width w) at indices idx with weights 1 / dist^2.
+function blend(values, w, idx, d2, out) {
+  out.fill(0);
+  let tot = 0;
+  for (let j = 0; j < idx.length; j++) {
+    const wt = 1 / (d2[j] + 1e-18); // squared distances: 1/(d^2) as in NeighbourMap
+    tot += wt;
+    for (let c = 0; c < w; c++) out[c] += wt * values[idx[j] * w + c];
+  }
+  for (let c = 0; c < w; c++) out[c] /= tot;
+  return out;
+}
+
+function invAt(inv, x, y, out) {
+  const n = inv.xy.length / 2;
+  const dist = new Float64Array(n);
+  for (let i = 0; i < n; i++) { const dx = inv.xy[2 * i] - x, dy = inv.xy[2 * i + 1] - y; dist[i] = dx * dx + dy * dy; }
+  const [idx, d2] = kSmallest(dist, inv.k);
+  return blend(inv.mu, inv.L, idx, d2, out);
+}
+
+function fwdAt(inv, z) {
+  const n = inv.xy.length / 2, L = inv.L;
+  const dist = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let c = 0; c < L; c++) { const v = inv.mu[i * L + c] - z[c]; s += v * v; }
+    dist[i] = s;
+  }
+  const [idx, d2] = kSmallest(dist, inv.k);
+  return Array.from(blend(inv.xy, 2, idx, d2, new Float64Array(2)));
 }
 
 // z (L) -> image in [0, 1] as C*H*W values (torch's order), written into RGBA pixels.
@@ -186,7 +240,8 @@ class Controller {
         this.imageDirty = true;
       }
     }
-    const pd = data.pad && data.pad.projection.mean.length === m.L ? data.pad : null;
+    const padL = data.pad ? (data.pad.projection ? data.pad.projection.mean.length : data.pad.inverse.L) : -1;
+    const pd = padL === m.L ? data.pad : null;
     if (!pd) this.pad = null;
     else if (!this.pad || this.pad.id !== pd.id) this.pad = preparePad(pd);
     this.el.padWrap.hidden = !this.pad;
@@ -266,6 +321,12 @@ class Controller {
 
   // Move z within the plane through z parallel to the map's axes: its projection lands on (x, y), the rest stays.
   moveOnPlane(x, y) {
+    if (this.pad.inv) { // a nonlinear map: z is the inverse of the place, not a shift within a plane
+      invAt(this.pad.inv, x, y, this.z);
+      this.padXY = [x, y];
+      this.padZ = Array.from(this.z);
+      return;
+    }
     const [p0, p1] = this.project(this.z);
     const [c0, c1] = this.pad.comp;
     const dx = x - p0, dy = y - p1;
@@ -273,6 +334,13 @@ class Controller {
   }
 
   project(z) {
+    if (this.pad.inv) {
+      // The place we decoded from, while z is still the one decoded there; otherwise z's place by neighbours.
+      if (this.padXY && this.padZ && sameZ(Array.from(z), this.padZ, 2e-4)) return this.padXY;
+      this.padXY = fwdAt(this.pad.inv, z);
+      this.padZ = Array.from(z);
+      return this.padXY;
+    }
     const { mean, comp } = this.pad;
     let a = 0, b = 0;
     for (let i = 0; i < z.length; i++) { const v = z[i] - mean[i]; a += v * comp[0][i]; b += v * comp[1][i]; }
@@ -517,7 +585,8 @@ class Controller {
 }
 
 export default function (component) {
-  const { data, parentElement, setStateValue, setTriggerValue } = component;
+  const { parentElement, setStateValue, setTriggerValue } = component;
+  const data = Array.isArray(component.data) ? component.data[0] : component.data; // Python sends [data]
   let ctl = CONTROLLERS.get(parentElement);
   if (!ctl) {
     ctl = new Controller(parentElement);

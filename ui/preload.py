@@ -1,0 +1,98 @@
+"""Server-start work: what every first page needs, done once per server in a background thread.
+
+`streamlit run app.py` finds app.py's `app = st.App(...)` (Streamlit 1.67's ASGI mode) and enters `lifespan` when
+the server starts, before any browser connects. The lifespan starts `warm()` in a daemon thread and returns at
+once, so the server answers while the thread imports torch and the page modules, loads the default model, its data
+set and held-out latents into the same caches the pages read, and builds one figure of each kind (Plotly loads
+its validators on first use). A browser that connects meanwhile waits only for what is still under way: its
+script run blocks on the module being imported or on the cache entry being computed (Streamlit computes each
+entry once), never does the work twice.
+
+Imports here stay light: this module is imported by the server process before anything else of the app.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any, AsyncIterator
+
+_LOG = logging.getLogger("ui.preload")
+_LOCK = threading.Lock()
+_THREAD: threading.Thread | None = None
+STEPS: list[tuple[str, float]] = []  # (step, seconds it took), in order; the log prints them too
+
+
+class _NoContextWarning(logging.Filter):
+    """Streamlit warns that a thread without a script run uses its caches; this one does so on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == "vae-preload" and "missing ScriptRunContext" in record.getMessage())
+
+
+def start() -> threading.Thread:
+    """Start warming the server once (later calls return the same thread)."""
+    global _THREAD
+    with _LOCK:
+        if _THREAD is None:
+            from streamlit.logger import get_logger
+
+            get_logger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_NoContextWarning())
+            globals()["_LOG"] = get_logger(__name__)  # Streamlit's handler and level: the steps show in its log
+            _THREAD = threading.Thread(target=warm, name="vae-preload", daemon=True)
+            _THREAD.start()
+        return _THREAD
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_app: Any) -> AsyncIterator[None]:
+    """st.App's lifespan: runs as the server starts, before the first browser session."""
+    # The app navigates with st.navigation: tell Streamlit before any session that pages/ is not a v1 multipage
+    # folder, so that a direct link (say /generate) on a fresh server runs app.py, not the bare page script.
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    start()
+    yield
+
+
+def _step(name: str, t0: float) -> float:
+    t1 = time.perf_counter()
+    STEPS.append((name, t1 - t0))
+    _LOG.info("preload: %s %.2f s", name, t1 - t0)
+    return t1
+
+
+def warm() -> None:
+    """Imports, the default model, its data set, held-out latents and projection, the browser's decoder, figures."""
+    try:
+        t = time.perf_counter()
+        import torch  # noqa: F401 - the largest import: 2-3 s here
+
+        t = _step("import torch", t)
+        from ui import plots, state, widgets  # noqa: F401 - vae, numpy, plotly.graph_objects, PIL's users
+
+        t = _step("import vae and ui", t)
+        path = state.CHECKPOINT_DIR / state.DEFAULT_CHECKPOINT
+        if not path.exists():
+            return
+        active = state.file_model(path)
+        t = _step("load the default model", t)
+        state.prefetch_dataset(active.ck.dataset).result()
+        t = _step(f"load the data set {active.ck.dataset}", t)
+        mu, _ = state.latents(active)
+        state.projection(active)
+        t = _step("encode the held-out set, fit its projection", t)
+        from ui import latent_control
+
+        latent_control.model_payload(active.key, active)
+        t = _step("the decoder's weights for the browser", t)
+        if active.ck.history:
+            plots.curves_figure(active.ck.history).to_json()
+        xy = mu[:, :2].numpy() if mu.shape[1] >= 2 else mu.numpy().repeat(2, 1)
+        plots.latent_map_figure(xy, None).to_json()
+        widgets.png_bytes(torch.zeros(1, 28, 28))
+        _step("first figures and images (Plotly's validators, PIL)", t)
+    except Exception:  # noqa: BLE001 - warming is an optimisation: the pages do the same work and show any error
+        _LOG.exception("preload failed; the pages will load what they need themselves")

@@ -1,0 +1,241 @@
+"""Nonlinear 2-D maps of the latent space (t-SNE, UMAP), a way back from any place on them to z, and attribute
+directions from two groups of points. Plain numpy/scikit-learn; never imports streamlit.
+
+The way back is a neighbour interpolation both ways: a map position p -> z is the inverse-distance-weighted mean of
+the mu of the k points nearest to p on the map, and a latent vector z -> p the weighted mean of the map positions of
+its k nearest neighbours in latent space (how new images are placed on a map that has no formula). Measured against
+a small network fitted to invert the map (bench/map_latency.py, t-SNE of mnist5k, 16-D): decoding the place of a data
+point gives back its mu with a median error of 0.44 of the spread (neighbours, leave-one-out) against 0.57 (the
+network, on points it was fitted to); for held-out points placed on the map the network is a little better (0.63
+against 0.69). The neighbours were kept: exact at the data, nothing to fit, and the browser runs the same rule.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vae.explore import Projection
+
+NEIGHBOURS = 8  # k of the neighbour interpolation: k = 4, 8, 16 differ by under 0.02 in round-trip error (bench/map_latency.py)
+MAX_FIT_POINTS = 10_000  # like TensorBoard's projector: larger sets are fitted on a sample, the rest placed by neighbours
+METHODS = {"tsne": "t-SNE", "umap": "UMAP"}
+
+
+class ProjectionError(ValueError):
+    """A map cannot be made from these points (too few, not finite)."""
+
+
+def _check(mu: np.ndarray, min_points: int, what: str) -> np.ndarray:
+    mu = np.asarray(mu, dtype=np.float32)
+    if mu.ndim != 2 or len(mu) < min_points:
+        raise ProjectionError(f"{what} needs at least {min_points} points; there are {len(mu) if mu.ndim == 2 else 0}")
+    if not np.isfinite(mu).all():
+        raise ProjectionError("the latent means contain NaN or infinite values")
+    return mu
+
+
+def tsne(mu: np.ndarray, seed: int = 0, n_jobs: int = 1) -> np.ndarray:
+    """t-SNE (N, 2) of latent means with openTSNE's FFT gradients (faster here than scikit-learn's Barnes-Hut)."""
+    from openTSNE import TSNE
+
+    mu = _check(mu, 10, "t-SNE")
+    perplexity = float(min(30.0, max(2.0, (len(mu) - 1) / 3)))
+    emb = TSNE(perplexity=perplexity, n_jobs=n_jobs, random_state=seed, initialization="pca",
+               negative_gradient_method="fft", n_iter=500, verbose=False).fit(mu)
+    return np.asarray(emb, dtype=np.float32)
+
+
+def umap(mu: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """UMAP (N, 2) of latent means (umap-learn). Needs more points than neighbours."""
+    mu = _check(mu, n_neighbors + 2, f"UMAP with {n_neighbors} neighbours")
+    import umap as umap_learn
+
+    return np.asarray(umap_learn.UMAP(n_neighbors=n_neighbors, random_state=seed, n_jobs=1).fit_transform(mu),
+                      dtype=np.float32)
+
+
+FITS = {"tsne": tsne, "umap": umap}
+
+
+@dataclass
+class NeighbourMap:
+    """A fitted 2-D map with a way back: mu (N, L) and its map positions xy (N, 2), interpolated by neighbours."""
+
+    mu: np.ndarray  # (N, L) float32
+    xy: np.ndarray  # (N, 2) float32
+    method: str  # "tsne" | "umap"
+    k: int = NEIGHBOURS
+    seconds: float = 0.0  # time to fit
+    fitted_on: int = 0  # points the nonlinear method saw (the rest were placed by neighbours)
+    _trees: dict = field(default_factory=dict, repr=False)
+
+    def _tree(self, space: str):
+        from sklearn.neighbors import KDTree
+
+        if space not in self._trees:
+            self._trees[space] = KDTree(self.xy if space == "map" else self.mu)
+        return self._trees[space]
+
+    @staticmethod
+    def _blend(values: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        w = 1.0 / (dist + 1e-9) ** 2  # inverse squared distance: a query on a point returns (almost) that point
+        w /= w.sum(axis=1, keepdims=True)
+        return np.einsum("mk,mkd->md", w, values[idx])
+
+    def inverse(self, p: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        """Map positions (M, 2) -> z (M, L): the weighted mean mu of the k nearest points on the map."""
+        p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        k = min(self.k + int(exclude_self), len(self.xy))
+        dist, idx = self._tree("map").query(p, k=k)
+        if exclude_self:
+            dist, idx = dist[:, 1:], idx[:, 1:]
+        return self._blend(self.mu.astype(np.float64), dist, idx)
+
+    def transform(self, z: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        """Latent vectors (M, L) -> map positions (M, 2): the weighted mean place of their k nearest latent means."""
+        z = np.asarray(z, dtype=np.float64).reshape(-1, self.mu.shape[1])
+        k = min(self.k + int(exclude_self), len(self.mu))
+        dist, idx = self._tree("latent").query(z, k=k)
+        if exclude_self:
+            dist, idx = dist[:, 1:], idx[:, 1:]
+        return self._blend(self.xy.astype(np.float64), dist, idx)
+
+    def roundtrip_error(self, mu: np.ndarray | None = None) -> float:
+        """Median relative error of z -> map -> z: ||z_hat - z|| / RMS distance of the points from their mean.
+
+        With mu None, each data point is taken out of its own neighbourhoods (leave-one-out): an honest figure for a
+        place on the map that is not exactly a point. Otherwise mu are new points (held out from the fit).
+        """
+        loo = mu is None
+        z = self.mu if loo else np.asarray(mu, dtype=np.float64)
+        p = self.xy if loo else self.transform(z)
+        z_hat = self.inverse(p, exclude_self=loo)
+        return relative_error(z, z_hat, self.mu)
+
+
+@dataclass
+class LinearMap:
+    """PCA (or the identity for 2-D latents) with the same interface as NeighbourMap: its inverse is exact on the plane."""
+
+    projection: Projection
+    mu: np.ndarray  # (N, L)
+    xy: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.xy = self.projection.transform(self.mu).astype(np.float32)
+
+    @property
+    def method(self) -> str:
+        return self.projection.method
+
+    def inverse(self, p: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        return self.projection.inverse(np.asarray(p, dtype=np.float64).reshape(-1, 2))
+
+    def transform(self, z: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        return self.projection.transform(np.asarray(z, dtype=np.float64).reshape(-1, self.mu.shape[1]))
+
+    def roundtrip_error(self, mu: np.ndarray | None = None) -> float:
+        """Median relative error of z -> plane -> z: what the directions off the plane carry."""
+        z = self.mu if mu is None else np.asarray(mu, dtype=np.float64)
+        return relative_error(z, self.inverse(self.transform(z)), self.mu)
+
+
+def relative_error(z: np.ndarray, z_hat: np.ndarray, reference: np.ndarray) -> float:
+    """Median ||z_hat - z|| over the RMS distance of `reference` from its mean (0: exact; ~1.4: a random point)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    spread = float(np.sqrt(((ref - ref.mean(axis=0)) ** 2).sum(axis=1).mean())) or 1.0
+    return float(np.median(np.linalg.norm(np.asarray(z_hat, np.float64) - np.asarray(z, np.float64), axis=1)) / spread)
+
+
+def fit_map(mu: np.ndarray, method: str, seed: int = 0, max_fit: int = MAX_FIT_POINTS) -> NeighbourMap:
+    """A nonlinear map of mu: fitted on up to `max_fit` points (a seeded sample), the others placed by neighbours."""
+    if method not in FITS:
+        raise ProjectionError(f"unknown map {method!r}; use one of {', '.join(FITS)}")
+    mu = _check(mu, 3, METHODS[method])
+    t0 = time.perf_counter()
+    n = len(mu)
+    if n > max_fit:
+        keep = np.sort(np.random.default_rng(seed).choice(n, max_fit, replace=False))
+        sub = NeighbourMap(mu[keep], FITS[method](mu[keep], seed=seed), method)
+        rest = np.setdiff1d(np.arange(n), keep)
+        xy = np.empty((n, 2), np.float32)
+        xy[keep] = sub.xy
+        xy[rest] = sub.transform(mu[rest])
+    else:
+        xy = FITS[method](mu, seed=seed)
+    return NeighbourMap(mu, xy, method, seconds=time.perf_counter() - t0, fitted_on=min(n, max_fit))
+
+
+def fit_map_arrays(mu: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarray, float, int]:
+    """fit_map for a worker process: only arrays and numbers travel back (xy (N, 2), seconds, points fitted)."""
+    m = fit_map(mu, method, seed)
+    return m.xy, m.seconds, m.fitted_on
+
+
+def exit_with_parent(parent: int) -> None:
+    """A worker process's initializer: exit when `parent` is gone, instead of finishing a map nobody will read."""
+    import os
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="vae-map-watch", daemon=True).start()
+
+
+# ------------------------------------------------------------------------------------------- selections, directions
+@dataclass(frozen=True)
+class Direction:
+    """An attribute direction: mean mu of group B minus mean mu of group A (latent-space cartography)."""
+
+    vector: np.ndarray  # (L,)
+    mean_a: np.ndarray  # (L,)
+    mean_b: np.ndarray  # (L,)
+    n_a: int
+    n_b: int
+
+    @property
+    def length(self) -> float:
+        return float(np.linalg.norm(self.vector))
+
+
+def selection_mean(mu: np.ndarray, ids: np.ndarray | list[int]) -> np.ndarray:
+    """Mean latent of a selection; ProjectionError for an empty one or ids out of range."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if len(ids) == 0:
+        raise ProjectionError("the selection is empty")
+    if ids.min() < 0 or ids.max() >= len(mu):
+        raise ProjectionError("the selection names points that are not on this map")
+    return np.asarray(mu, dtype=np.float64)[ids].mean(axis=0)
+
+
+def direction(mu: np.ndarray, ids_a: np.ndarray | list[int], ids_b: np.ndarray | list[int], min_points: int = 2,
+              min_length: float = 1e-6) -> Direction:
+    """mean mu[B] - mean mu[A]; ProjectionError when a group has fewer than min_points or the two means coincide."""
+    for name, ids in (("A", ids_a), ("B", ids_b)):
+        if len(ids) < min_points:
+            raise ProjectionError(f"selection {name} has {len(ids)} point(s); a direction needs at least {min_points} in each")
+    a, b = selection_mean(mu, ids_a), selection_mean(mu, ids_b)
+    d = Direction(b - a, a, b, len(ids_a), len(ids_b))
+    if d.length < min_length:
+        raise ProjectionError("A and B have the same mean latent: the direction has length zero")
+    return d
+
+
+def class_counts(labels: np.ndarray | None, ids: np.ndarray | list[int], class_names: list[str] | None = None) -> dict[str, int]:
+    """How many points of each class a selection holds, most frequent first."""
+    if labels is None:
+        return {}
+    vals, counts = np.unique(np.asarray(labels)[np.asarray(ids, dtype=np.int64)], return_counts=True)
+    name = lambda c: class_names[int(c)] if class_names and int(c) < len(class_names) else str(int(c))  # noqa: E731
+    return {name(v): int(c) for v, c in sorted(zip(vals, counts), key=lambda vc: -vc[1])}
+
+
+def direction_name(labels: np.ndarray | None, ids_a, ids_b, class_names: list[str] | None = None) -> str:
+    """"4 → 9": the most frequent class of each group, or "A → B" without labels."""
+    ca, cb = class_counts(labels, ids_a, class_names), class_counts(labels, ids_b, class_names)
+    return f"{next(iter(ca), 'A')} → {next(iter(cb), 'B')}"
