@@ -106,7 +106,7 @@ def resolve_view(active: state.ActiveModel, split: str, method: str) -> tuple[st
     exc = fut.exception()
     if exc is not None:
         why = safe.error(exc) if isinstance(exc, ProjectionError) else f"{type(exc).__name__}: {safe.error(exc)}"
-        st.warning(f"{METHODS[wanted]} could not be made ({why}); showing PCA instead.", icon=":material/warning:")
+        st.warning(f"{METHODS[wanted]} could not be made ({safe.error(why)}); showing PCA instead.", icon=":material/warning:")
         return "pca", lin
     return wanted, fut.result()
 
@@ -282,7 +282,7 @@ def direction_ui(active, split: str, labels, mu: torch.Tensor, classes) -> None:
     try:
         d = direction(mu.numpy(), groups["A"]["ids"], groups["B"]["ids"])
     except ProjectionError as exc:
-        st.warning(f"No direction: {exc}.", icon=":material/warning:")
+        st.warning(f"No direction: {safe.error(exc)}.", icon=":material/warning:")
         return
     default = direction_name(labels, groups["A"]["ids"], groups["B"]["ids"], classes)
     name = st.text_input("Name of the direction", value=default, key=f"map_direction_name:{default}", max_chars=40)

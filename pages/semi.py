@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 import vae
-from ui import semi_ui, state
+from ui import safe, semi_ui, state
 from ui.safe import md
 from ui.widgets import show_image
 from vae.data import grid
@@ -100,10 +100,10 @@ if ck is None:
 try:
     data = state.dataset(ck.dataset)
 except vae.DataError as exc:
-    st.error(f"The data set {ck.dataset!r} of this model cannot be loaded: {exc}")
+    st.error(f"The data set {md(repr(ck.dataset))} of this model cannot be loaded: {safe.error(exc)}")
     st.stop()
 if data.y_test is None or data.shape != tuple(ck.model_config.input_shape):
-    st.error(f"The data set {ck.dataset!r} has no labels or images of another shape; this model cannot be scored on it.")
+    st.error(f"The data set {md(repr(ck.dataset))} has no labels or images of another shape; this model cannot be scored on it.")
     st.stop()
 
 st.subheader(f"This model: {md(active.label)}", anchor=False)

@@ -15,7 +15,7 @@ import time
 import streamlit as st
 
 import vae
-from ui import quality, runs, safe, state, user_data
+from ui import quality, run_record, runs, safe, state, user_data
 from ui.plots import curves_figure, kl_bars_figure, latent_map_figure, overlay_figure
 from ui.safe import md
 from ui.training_job import TrainingJob
@@ -116,6 +116,7 @@ def start_job(mc: vae.ModelConfig, tc: vae.TrainConfig, name: str, semi: SemiCon
         label += f"-m2-{semi.labels or 'all'}"
     job = TrainingJob(mc, tc, state.dataset(name), label=label, semi=semi).start()
     st.session_state["train_job"] = job
+    run_record.started(job.label, st.session_state.get("tr_last", {}))  # so that a server restart can be told
     return job
 
 
@@ -215,6 +216,7 @@ def save_ui(job: TrainingJob) -> None:
         # The saved file is what this session now works with; it shows in every session's picker, and the picker
         # lists it once: the run's session model gives way to the file.
         runs.mark_saved(job.id, target.path)
+        run_record.update(saved=target.path.name)
         st.session_state["model_key"] = f"path:{target.path}"
         st.rerun()
 

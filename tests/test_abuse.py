@@ -281,3 +281,79 @@ def test_a_failed_load_reports_and_is_retried(monkeypatch):
     assert state.prefetch_dataset("folder:/test/flaky").result(timeout=20) == "ok"
     with state._DATA_LOCK:
         state._DATA.pop("folder:/test/flaky", None)
+
+
+# ---------------------------------------------------------------------------------------------- a run lost to a restart
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    from ui import run_record
+
+    monkeypatch.setattr(run_record, "RUNS_DIR", tmp_path / "runs")
+    return run_record
+
+
+def test_a_tab_is_told_that_a_restart_lost_its_run(checkpoint_dir, runs_dir):
+    settings = {"dataset": "digits", "epochs": 7, "latent_dim": 3}
+    runs_dir._write("A" * 22, {"boot": "an-earlier-server", "label": "digits-mlp-z3", "created": 0, "status": "running",
+                              "settings": settings, "saved": None})
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["run"] = "A" * 22
+    at.run()
+    assert [e.value for e in at.exception] == []
+    warning = [w.value for w in at.sidebar.warning]
+    assert len(warning) == 1 and "was lost: the server restarted while it was training" in warning[0]
+    assert "digits\\-mlp\\-z3" in warning[0]
+    assert at.session_state["tr_last"] == settings  # the Train form gets the settings back
+    assert "run" not in at.query_params
+
+
+@pytest.mark.parametrize("token, record", [
+    ("B" * 22, {"boot": "this", "status": "running"}),  # this very server: the session is just new, nothing was lost
+    ("../../../etc/passwd", None),  # never a path
+    ("C" * 22, None),  # unknown
+])
+def test_no_notice_without_a_lost_run(checkpoint_dir, runs_dir, token, record):
+    if record is not None:
+        runs_dir._write(token, {**record, "boot": runs_dir.BOOT})
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["run"] = token
+    at.run()
+    assert [e.value for e in at.exception] == [] and [w.value for w in at.sidebar.warning] == []
+
+
+def test_a_run_keeps_its_record_up_to_date(checkpoint_dir, runs_dir):
+    at = app("train")
+    for key, value in {"tr_dataset": "digits", "tr_epochs": 1, "tr_hidden": 32}.items():
+        (at.selectbox(key=key) if key == "tr_dataset" else at.number_input(key=key)).set_value(value)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    job = at.session_state["train_job"]
+    token = at.session_state["run_token"]
+    assert at.query_params["run"] == token
+    record = runs_dir.read(token)
+    assert record["status"] == "running" and record["boot"] == runs_dir.BOOT and record["settings"]["epochs"] == 1
+    assert job.join(60)
+    at.run()
+    assert runs_dir.read(token)["status"] == "finished"
+    at.button(key=f"tr_save:{job.id}").click().run()
+    saved = runs_dir.read(token)["saved"]
+    assert saved and (checkpoint_dir / saved).exists()
+    assert "saved as" in runs_dir.lost_message(runs_dir.read(token))
+
+
+def test_loaded_data_sets_are_bounded_in_bytes(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(vae, "load_dataset", lambda name, **kw: SimpleNamespace(
+        name=name, x_train=torch.zeros(3 * 2**20 // 4), x_test=torch.zeros(2**20 // 4)))  # 4 MB each
+    monkeypatch.setattr(state, "MAX_DATASET_MB", 10)
+    names = [f"folder:/test/budget-{i}" for i in range(4)]
+    for name in names:
+        state._submit(name).result(timeout=20)  # _submit: past the data-root check, which these names would fail
+    state._submit(names[-1])  # a later request applies the budget to what has finished loading
+    with state._DATA_LOCK:
+        kept = [n for n in names if n in state._DATA]
+        assert kept == names[-2:] and state._held_mb() <= 10  # the least recently used went first
+        for n in kept:
+            state._DATA.pop(n)

@@ -22,7 +22,7 @@ import streamlit as st
 import torch
 
 import vae
-from ui import safe, user_data
+from ui import memory, run_record, safe, user_data
 from ui.safe import md
 from vae.checkpoint import Checkpoint, CheckpointError, from_bytes, to_bytes
 from ui.semi_ui import class_view, m2_note
@@ -36,6 +36,7 @@ MAX_UPLOAD_MB = 200
 
 # Decoding for the UI is small and latency-bound: one thread avoids fighting the server and a training thread.
 torch.set_num_threads(1)
+memory.configure()  # few malloc arenas, freed pages handed back: memory that a finished job freed comes back
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def _load_upload(digest: str, _data: bytes) -> Checkpoint:
 _DATA: "OrderedDict[str, Future]" = OrderedDict()
 _DATA_LOCK = threading.Lock()
 MAX_DATASETS = 6
+MAX_DATASET_MB = 512  # one full MNIST is 215 MB as float32, CIFAR-10 700 MB: keep the server near a gigabyte
 MAX_FOLDER_LOADS = 2
 _FOLDER_SLOTS = threading.BoundedSemaphore(MAX_FOLDER_LOADS)
 
@@ -106,9 +108,20 @@ def _submit(name: str) -> Future:
                              name=f"vae-data-{name[:40]}").start()
             _DATA[name] = fut
         _DATA.move_to_end(name)
-        while len(_DATA) > MAX_DATASETS:
-            _DATA.popitem(last=False)
+        while len(_DATA) > MAX_DATASETS or (len(_DATA) > 1 and _held_mb() > MAX_DATASET_MB):
+            _DATA.popitem(last=False)  # the least recently asked for; sessions that hold it keep their reference
         return fut
+
+
+def _held_mb() -> float:
+    """Megabytes of the loaded data sets' tensors (call with _DATA_LOCK held)."""
+    total = 0
+    for fut in _DATA.values():
+        if fut.done() and fut.exception() is None:
+            data = fut.result()
+            total += sum(t.nbytes for t in (getattr(data, "x_train", None), getattr(data, "x_test", None))
+                         if isinstance(t, torch.Tensor))
+    return total / 2**20
 
 
 PREFETCH_DELAY_S = 1.5  # parsing mnist5k holds the GIL for seconds: let the page that asked finish drawing first
@@ -269,6 +282,7 @@ def adopt_finished_training() -> bool:
     if job is None or job.running or job.adopted:
         return False
     job.adopted = True
+    run_record.update(status=job.result.status if job.result is not None else "error")
     ck = job.checkpoint()
     if ck is None:
         return False
@@ -286,6 +300,7 @@ def adopt_finished_training() -> bool:
 def model_sidebar() -> None:
     """The model picker shared by every page: shipped/saved checkpoints, this session's models, uploads, download."""
     adopt_finished_training()
+    run_record.check()  # keeps ?run= in the URL; tells a tab that a server restart lost its run
     with st.sidebar:
         st.subheader("Model")
         picker = st.container()  # drawn after the uploader has had its say, shown above it

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
+from ui.safe import md
 from vae.adapt import adapt, decode_upload, try_adapt
 from vae.data import DataError, Preprocessed
 
@@ -237,12 +238,12 @@ def tray(container=None) -> None:
             c1, c2 = st.columns([1, 2], vertical_alignment="center")
             with c1:
                 show_image(cur.x, 56, test_id="tray-current")
-            c2.caption(cur.source)
+            c2.caption(md(cur.source))
             c2.button("Clear", key="ws_clear", icon=":material/close:", on_click=clear, args=("A",),
                       help="Forget the current image (Reconstruct, Interpolate's A, Denoise and Explore start from it).")
         if b is not None:
             c1, c2 = st.columns([1, 2], vertical_alignment="center")
             with c1:
                 show_image(b.x, 56, test_id="tray-b")
-            c2.caption(f"Interpolate's B: {b.source}")
+            c2.caption(f"Interpolate's B: {md(b.source)}")
             c2.button("Clear B", key="ws_clear_b", icon=":material/close:", on_click=clear, args=("B",))

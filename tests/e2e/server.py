@@ -21,12 +21,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(script: str = "app.py", log: Path | None = None, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+def serve(script: str = "app.py", log: Path | None = None, timeout: float = 60.0, extra_args: tuple[str, ...] = (),
+          port: int | None = None) -> Iterator[str]:
     """Yield the base URL once /_stcore/health answers; terminate the server afterwards.
 
-    extra_args are more `streamlit run` options, e.g. ("--runner.postScriptGC", "false").
+    extra_args are more `streamlit run` options, e.g. ("--runner.postScriptGC", "false"); `port` (default: a free
+    one) lets a test restart the server where its browser tabs will reconnect.
     """
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     if log:
         Path(log).parent.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,12 @@
 an uncaught exception shows no traceback or server path."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.e2e.abuse import AWKWARD, UPLOAD_INPUT, SocketWatch, connection_error_shown
 from tests.e2e.conftest import ROOT, open_page, page_errors, screenshot, wait_for_app
-from tests.e2e.server import serve
+from tests.e2e.server import free_port, serve
 
 HOSTILE = "[click here](https:example.com)"
 UPLOADS = 10  # 4 of 20 dropped before the fix; 10 used to drop 1-3 times, and every run sent cache references
@@ -69,3 +70,25 @@ def test_an_uncaught_exception_shows_no_traceback_or_path(page, tmp_path):
     assert str(ROOT) not in shown and "secret.safetensors" not in shown and "Traceback" not in shown
     logged = log.read_text()
     assert "Traceback" in logged and "secret.safetensors" in logged  # the server's log keeps the details
+
+
+def test_a_restart_tells_the_tab_its_run_was_lost(tall_page, tmp_path, monkeypatch):
+    """Training, the server restarts (same port), the tab reconnects to a new session: it says the run was lost."""
+    monkeypatch.setenv("VAE_EXPLORER_RUNS", str(tmp_path / "runs"))  # both servers' run records, not the user's
+    page = tall_page
+    port = free_port()
+    with serve("app.py", log=tmp_path / "first.log", port=port) as url:
+        open_page(page, url, "train")
+        page.get_by_role("spinbutton", name="Epochs", exact=True).fill("5000")
+        page.get_by_role("button", name="Start training").click()
+        page.locator("img[data-testid='train-preview']").wait_for(timeout=60_000)
+        page.wait_for_url(re.compile(r".*[?&]run=[A-Za-z0-9_-]{16,}"), timeout=30_000)
+        assert len(list((tmp_path / "runs").glob("*.json"))) == 1
+    with serve("app.py", log=tmp_path / "second.log", port=port):
+        notice = page.locator("[data-testid='stSidebar'] [data-testid='stAlertContentWarning']")
+        notice.wait_for(timeout=90_000)  # the browser reconnects by itself
+        assert "was lost: the server restarted while it was training" in notice.inner_text()
+        wait_for_app(page, 60_000)
+        assert page.get_by_role("spinbutton", name="Epochs", exact=True).input_value() == "5000"  # settings are back
+        assert page_errors(page) == []
+        screenshot(page, "abuse-run-lost-on-restart")

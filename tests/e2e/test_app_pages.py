@@ -4,6 +4,7 @@ train for an epoch and watch the live panel. Each test leaves a full-height scre
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image
@@ -133,7 +134,7 @@ def test_map_click_on_a_point_picks_it(tall_page, app_url):
     screenshot(page, "map-point")
     # ... and send it to Explore
     page.get_by_role("button", name="Open in Explore").click()
-    page.wait_for_url("**/explore", timeout=30_000)
+    page.wait_for_url(re.compile(r".*/explore(\?.*)?$"), timeout=30_000)
     wait_for_app(page)
     assert f"map point #{index}" in page.locator("[data-testid='stApp']").inner_text()
     assert page_errors(page) == []
@@ -161,7 +162,7 @@ def test_train_live_survives_navigation_and_leaves_other_sessions_alone(tall_pag
     page.locator("img[data-testid='train-preview']").wait_for(timeout=60_000)
     # Click around while it trains: another page, then back. The run goes on.
     page.locator("[data-testid='stSidebarNav'] a", has_text="Explore").click()
-    page.wait_for_url("**/explore", timeout=30_000)
+    page.wait_for_url(re.compile(r".*/explore(\?.*)?$"), timeout=30_000)  # ?run=: the tab's training run
     page.locator("img[data-testid='decoded-image']").wait_for(state="attached", timeout=30_000)
     # Another browser session meanwhile: responsive, and still on the shipped model.
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -169,7 +170,7 @@ def test_train_live_survives_navigation_and_leaves_other_sessions_alone(tall_pag
     open_page(other_page, app_url, "explore")
     assert DEFAULT in current_model(other_page)
     page.locator("[data-testid='stSidebarNav'] a", has_text="Train").click()
-    page.wait_for_url("**/train", timeout=30_000)
+    page.wait_for_url(re.compile(r".*/train(\?.*)?$"), timeout=30_000)
     page.get_by_role("button", name="Save").wait_for(timeout=120_000)  # the run has ended: the save form shows
     settle(page)
     text = page.locator("[data-testid='stApp']").inner_text()

@@ -100,7 +100,7 @@ def test_lasso_selection_grid_direction_and_its_slider_on_explore(tall_page, app
     assert " → " in name
     screenshot(page, "map-direction")
     page.get_by_role("button", name="Use as a slider on Explore").click()
-    page.wait_for_url("**/explore", timeout=TIMEOUT)
+    page.wait_for_url(re.compile(r".*/explore(\?.*)?$"), timeout=TIMEOUT)
     wait_for_app(page, TIMEOUT)
     slider = page.locator("[data-testid='stSlider']").filter(has_text=name)
     slider.wait_for(timeout=TIMEOUT)
