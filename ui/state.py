@@ -320,8 +320,11 @@ def model_sidebar() -> None:
         wkey = f"model_select_{ss['model_select_version']}"
         options = list(choices)
 
-        def picked() -> None:
-            ss["model_key"] = ss["model_shown"] = ss[wkey]
+        def picked(wkey: str = wkey) -> None:
+            # Only the picker drawn last may switch the model: the browser can still send a change of an older one
+            # (drawn before a run was adopted), and that stale value would switch the model back behind the picker.
+            if wkey == f"model_select_{ss.get('model_select_version', 0)}" and wkey in ss:
+                ss["model_key"] = ss["model_shown"] = ss[wkey]
 
         picker.selectbox("Current model", options, index=options.index(ss["model_key"]), key=wkey,
                          format_func=lambda k: choices[k][0], on_change=picked,

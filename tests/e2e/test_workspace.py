@@ -237,3 +237,18 @@ def test_captions_are_readable_in_the_dark_theme(browser, app_url):
         screenshot(page, "reconstruct-dark")
     finally:
         context.close()
+
+
+def test_a_trained_model_stays_current_on_the_next_page(page, app_url):
+    """After a run is adopted, opening another page keeps it: the picker drawn before the run (the default model)
+    must not switch the model back behind the new picker (seen: the picker said 'run #1' while pages used z32)."""
+    open_page(page, app_url, "train")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
+    page.keyboard.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_role("button", name="Save").wait_for(timeout=180_000)
+    settle(page)
+    nav(page, "Explore")
+    main = page.locator("[data-testid='stMain']").inner_text()
+    assert "run #" in current_model(page)
+    assert "has 16 latent dimension" in main and "mnist5k-mlp-z32" not in main
