@@ -92,7 +92,7 @@ def test_upload_a_labelled_zip_then_train_on_it(upload_dir, loads):
     job = at.session_state["train_job"]
     job.join(60)
     assert job.result.status == "finished" and job.classes == ["bars", "columns"]
-    assert job.label == "shapes-mlp-z2"  # a default save name from the file, not the token
+    assert job.label == f"shapes-mlp-z{job.model_config.latent_dim}"  # a default save name from the file, not the token
     assert sorted(set(job.map_labels.tolist())) == [0, 1]
     assert job.model_config.input_shape == (1, 16, 16) and name in loads
     assert name in state._DATA

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
+import types
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,35 +42,99 @@ def _stop_worker() -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+_POOL_LOCK = threading.RLock()
+_ATEXIT_REGISTERED = False
+RETRIES = 1  # a job whose worker died is run once more in a fresh worker, then reported
+
+
 def _pool() -> ProcessPoolExecutor:
+    global _POOL, _ATEXIT_REGISTERED
+    with _POOL_LOCK:
+        if _POOL is None:
+            # spawn, not fork: the server has threads (a forked child could inherit a held lock)
+            _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=exit_with_parent, initargs=(os.getpid(),))
+            if not _ATEXIT_REGISTERED:
+                # threading's exit hooks run newest first, so this one runs before concurrent.futures' join
+                threading._register_atexit(_stop_worker)
+                _ATEXIT_REGISTERED = True
+        return _POOL
+
+
+def _discard(pool: ProcessPoolExecutor | None) -> None:
+    """Forget a broken pool (the next request starts a fresh worker); a newer pool is kept."""
     global _POOL
-    if _POOL is None:
-        # spawn, not fork: the server has threads (a forked child could inherit a held lock)
-        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=exit_with_parent, initargs=(os.getpid(),))
-        # threading's exit hooks run newest first, so this one runs before concurrent.futures' join of the worker
-        threading._register_atexit(_stop_worker)
-    return _POOL
+    with _POOL_LOCK:
+        if pool is not None and _POOL is pool:
+            _POOL = None
+    if pool is not None:
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)
+        except Exception:  # noqa: BLE001 - it is broken already
+            pass
+
+
+def _spawn_submit(pool: ProcessPoolExecutor, mu: np.ndarray, method: str) -> Future:
+    """pool.submit, which starts the worker process when there is none. Streamlit installs the running script (app.py,
+    or a page such as pages/map.py) as sys.modules["__main__"], and a spawned child re-runs its parent's __main__ file
+    before it unpickles the job: the page would run again in the worker (asking for this map, spawning, and dying).
+    So the worker is started with a bare __main__; Streamlit's own one is put back unless a script run replaced it."""
+    saved = sys.modules.get("__main__")
+    stand_in = types.ModuleType("__main__")  # no __file__, no __spec__: the child runs no main script
+    sys.modules["__main__"] = stand_in
+    try:
+        return pool.submit(fit_map_arrays, mu, method)
+    finally:
+        if sys.modules.get("__main__") is stand_in and saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _start(mu: np.ndarray, method: str) -> tuple[ProcessPoolExecutor, Future]:
+    """Submit to the worker; a pool that is broken or shut down is replaced by a fresh one, once."""
+    with _POOL_LOCK:
+        pool = _pool()
+        try:
+            return pool, _spawn_submit(pool, mu, method)
+        except (BrokenProcessPool, RuntimeError):  # a worker that died (killed for memory): start a new one
+            _discard(pool)
+            pool = _pool()
+            return pool, _spawn_submit(pool, mu, method)
 
 
 def _submit(mu: np.ndarray, method: str) -> Future:
-    """Fit in the worker; the future resolves to a NeighbourMap over these mu."""
-    global _POOL
+    """Fit in the worker; the future resolves to a NeighbourMap over these mu. A worker that dies under the job
+    (BrokenProcessPool) is replaced and the job run once more; a second death is the future's exception."""
     out: Future = Future()
-    try:
-        inner = _pool().submit(fit_map_arrays, mu, method)
-    except (BrokenProcessPool, RuntimeError):  # a worker that died (killed for memory): start a new one
-        _POOL = None
-        inner = _pool().submit(fit_map_arrays, mu, method)
 
-    def done(f: Future) -> None:
+    def run(retries_left: int) -> None:
         try:
-            xy, seconds, fitted = f.result()
-            out.set_result(NeighbourMap(np.asarray(mu, np.float32), xy, method, seconds=seconds, fitted_on=fitted))
+            pool, inner = _start(mu, method)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
             out.set_exception(exc)
+            return
 
-    inner.add_done_callback(done)
+        def done(f: Future) -> None:
+            try:
+                xy, seconds, fitted = f.result()
+            except BrokenProcessPool:
+                _discard(pool)
+                if retries_left > 0:
+                    run(retries_left - 1)
+                else:
+                    out.set_exception(BrokenProcessPool("the map's worker process stopped (out of memory?); "
+                                                        "opening the map again retries"))
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                out.set_exception(exc)
+                return
+            try:
+                out.set_result(NeighbourMap(np.asarray(mu, np.float32), xy, method, seconds=seconds, fitted_on=fitted))
+            except BaseException as exc:  # noqa: BLE001
+                out.set_exception(exc)
+
+        inner.add_done_callback(done)
+
+    run(RETRIES)
     return out
 
 

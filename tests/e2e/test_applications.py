@@ -51,7 +51,9 @@ def test_interpolate_strip_map_and_exports(page, app_url):
     assert page_errors(page) == []
     page.get_by_text("smooth transitions").first.wait_for()
     assert rendered_images(page, 3) >= 3  # both endpoints and the strip
-    assert page.locator("[data-testid='stPlotlyChart']").count() == 3  # the path on the latent map, change per step, |z|
+    charts = page.locator("[data-testid='stPlotlyChart']")  # Plotly charts load after the images
+    charts.nth(2).wait_for(timeout=30_000)
+    assert charts.count() == 3  # the path on the latent map, change per step, |z|
     screenshot(page, "app-interpolate")
     gif = Image.open(io.BytesIO(download(page, "Download animated GIF")))
     assert gif.format == "GIF" and gif.n_frames == 18  # 10 steps forwards, 8 back
@@ -119,13 +121,26 @@ def pick_model(page, name: str) -> None:
     wait_for_app(page, timeout=90_000)
 
 
+def pick_compared(page, slot: str, name: str) -> None:
+    """Choose model `name` in Compare's A or B selectbox."""
+    box = page.locator("[data-testid=stMain] [data-testid='stSelectbox']").filter(
+        has=page.locator("[data-testid='stWidgetLabel']", has_text=re.compile(f"^{slot}:$")))
+    box.wait_for(timeout=60_000)
+    box.click()
+    page.get_by_role("option", name=re.compile(f"^{re.escape(name)}$")).click()
+    wait_for_app(page, timeout=90_000)
+    assert box.locator("input").input_value() == name
+
+
 def test_evaluate_compares_beta_1_with_beta_4(page, app_url):
     open_page(page, app_url, "evaluate")
     pick_model(page, "mnist5k-mlp-z16")
     page.get_by_role("tab", name="Compare two models").click()
+    pick_compared(page, "A", "mnist5k-mlp-z16")  # A and B offer every model; pick the β = 1 / β = 4 pair explicitly
+    pick_compared(page, "B", "mnist5k-mlp-z16-beta4")
     claim = page.get_by_text("The reconstruction/KL balance, measured")
-    claim.wait_for()
-    assert "β = 1.0" in claim.inner_text() and "β = 4.0" in claim.inner_text()  # B defaults to the β = 4 sibling
+    claim.wait_for(timeout=60_000)
+    assert "A (β = 1.0)" in claim.inner_text() and "B (β = 4.0)" in claim.inner_text()
     page.locator("[data-testid='stPlotlyChart']").nth(2).wait_for()  # both latent maps (after the KL chart)
     assert rendered_images(page, 1) >= 1  # inputs and both reconstructions
     page.wait_for_timeout(500)

@@ -39,8 +39,8 @@ def test_explore_class_selector_changes_the_digit_not_the_style(tall_page, app_u
     open_page(page, app_url, "explore")
     pick_model(page, M2_MODEL)
     page.get_by_text("Class y (M2").wait_for(timeout=60_000)
-    image = page.locator("img[data-testid='decoded-image']")
-    image.wait_for(timeout=60_000)
+    image = page.locator("img[data-testid='decoded-image']")  # the server decode, kept in the page but hidden
+    image.wait_for(state="attached", timeout=60_000)
     before = image.get_attribute("src")
     page.locator("[data-testid=stMain] button").filter(has_text=re.compile("^7$")).first.click()
     page.wait_for_function("(b) => { const i = document.querySelector(\"img[data-testid='decoded-image']\");"

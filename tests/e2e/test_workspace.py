@@ -150,8 +150,9 @@ def test_first_five_minutes(tall_page, app_url, tmp_path):
     shots = []
     open_page(page, app_url, "")
     page.locator("img[data-testid='home-decoded']").wait_for(timeout=120_000)  # the data set is loaded
-    page.locator("[data-testid='stTable']", has_text="reconstruction agreement").wait_for(timeout=60_000)
-    assert "95.7%" in page.locator("[data-testid='stTable']").inner_text()
+    card = page.locator("[data-testid='stMarkdown'] table", has_text="reconstruction agreement")  # markdown table
+    card.wait_for(timeout=60_000)
+    assert "95.7%" in card.inner_text()
     page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=60_000)  # the training history
     page.wait_for_timeout(1000)
     shots.append(screenshot(page, "first-home"))
@@ -181,8 +182,10 @@ def test_first_five_minutes(tall_page, app_url, tmp_path):
     nav(page, "Explore")
     canvas_pixels(page)
     shots.append(screenshot(page, "first-explore"))
-    nav(page, "Latent map")
-    page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=60_000)
+    # The map draws with ui/scatter (not Plotly), and polls the t-SNE worker: wait for its first paint.
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Latent map").first.click()
+    page.wait_for_function("() => window.__mapScatter?.stats?.paints?.length", timeout=120_000)
+    wait_for_app(page, 120_000)
     settle(page)
     shots.append(screenshot(page, "first-map"))
     nav(page, "Reconstruct")
