@@ -130,6 +130,11 @@ with other:
     choices = runs.model_choices()
     keys = list(choices)
     current_key = st.session_state.get("model_key")
+    if st.session_state.get("eval_for") != current_key:
+        if "eval_for" in st.session_state:  # the sidebar's model changed since A and B were set: A follows it
+            for k in ("eval_a", "eval_b", "cmp_a", "cmp_b"):
+                st.session_state.pop(k, None)
+        st.session_state["eval_for"] = current_key
     a_key = st.session_state.get("cmp_a") if st.session_state.get("cmp_a") in choices else current_key
     others = [k for k in keys if k != a_key]
     if not others:

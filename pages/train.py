@@ -255,6 +255,9 @@ def runs_ui() -> None:
             st.session_state["cmp_a"] = runs.model_key_of(all_runs[ticked[0]])
             st.session_state["cmp_b"] = runs.model_key_of(all_runs[ticked[1]])
             st.session_state["eval_tab"] = "Compare two models"
+            st.session_state["eval_for"] = st.session_state.get("model_key")  # these picks, whatever A and B were
+            for k in ("eval_a", "eval_b"):
+                st.session_state.pop(k, None)
 
         if st.button(f"Compare {all_runs[ticked[0]].title()} (A) with {all_runs[ticked[1]].title()} (B)",
                      icon=":material/compare:", key="tr_compare", on_click=compare):

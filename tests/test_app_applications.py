@@ -206,6 +206,17 @@ def test_evaluate_compares_two_checkpoints():
     assert at.image[-1].captions[0] == "top: input · middle: A · bottom: B"
 
 
+def test_compare_follows_a_model_switched_after_a_first_visit():
+    at = open_page("evaluate")
+    assert at.selectbox(key="eval_a").value == at.session_state["model_key"]
+    at.selectbox(key="eval_b").set_value(model_key("mnist5k-mlp-z2")).run()
+    at.session_state["model_key"] = model_key("mnist5k-mlp-z16")  # the sidebar switches the model
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="eval_a").value == model_key("mnist5k-mlp-z16")
+    assert at.selectbox(key="eval_b").value == model_key("mnist5k-mlp-z16-beta4")  # A's sibling, not the old pick
+
+
 def test_evaluate_refuses_to_compare_across_data_sets():
     at = open_page("evaluate")
     at.selectbox(key="eval_b").set_value(model_key("shapes-mlp-z6")).run()
