@@ -339,7 +339,8 @@ def from_bytes(data: bytes, path: Path | None = None) -> Checkpoint:
         raise CheckpointError(f"the weights do not match the config (missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
     for k, info in stored.items():
         if not isinstance(info.get("shape"), list) or tuple(info["shape"]) != expected[k][0] or info.get("dtype") != "F32":
-            shape, dtype = (json.dumps(info.get(f))[:60] for f in ("shape", "dtype"))  # escaped: one line whatever the file holds
+            # json.dumps escapes control characters: one line whatever the file holds; a plain dtype name stays bare
+            shape, dtype = json.dumps(info.get("shape"))[:60], json.dumps(info.get("dtype"))[:24].strip('"')
             raise CheckpointError(f"tensor {k!r} has shape {shape} {dtype}, expected {list(expected[k][0])} F32")
     try:
         tensors = load(data)
