@@ -308,6 +308,41 @@ class OtherTabTraining:
         print("  (" + (out.strip().splitlines() or ["trainer: no output"])[-1] + ")", flush=True)
 
 
+def cold_start(browser, script: str) -> tuple[float, float]:
+    """Launch `streamlit run script`; seconds until /_stcore/health answers and until the home page is interactive
+    (its title shown, the script run finished), in a fresh browser context (nothing cached)."""
+    from tests.e2e.server import serve
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    t0 = time.perf_counter()
+    with serve(script) as url:
+        t_health = time.perf_counter() - t0
+        page.goto(url, wait_until="commit")
+        page.get_by_role("heading", name=TITLES[""]).first.wait_for(timeout=60_000)
+        page.wait_for_selector(READY, timeout=60_000)
+        t_home = time.perf_counter() - t0
+    context.close()
+    return t_health, t_home
+
+
+def cold_starts(browser, n: int) -> None:
+    """n cold starts of app.py, each right after one of bench/reference_app.py (a one-line app): the difference is
+    the app's own share of the cold start."""
+    ours, ref = [], []
+    for _ in range(n):
+        ref.append(cold_start(browser, "bench/reference_app.py"))
+        ours.append(cold_start(browser, "app.py"))
+    for name, v in (("one-line reference app", ref), ("app.py", ours)):
+        h, t = np.median([x[0] for x in v]), np.median([x[1] for x in v])
+        print(f"  cold start, {name}: server healthy {h:.2f} s, home interactive p50 {t:.2f} s "
+              f"(runs: {', '.join(f'{x[1]:.2f}' for x in v)})   [load {load():.2f}]", flush=True)
+    extra = np.median([o[1] - r[1] for o, r in zip(ours, ref)])
+    print(f"  the app's own share of the cold start (paired difference, p50): {extra:.2f} s", flush=True)
+    SUMMARY.append(("cold start, p50 of paired runs: app.py / a one-line Streamlit app",
+                    f"{np.median([x[1] for x in ours]):.2f} s / {np.median([x[1] for x in ref]):.2f} s", f"{load():.2f}"))
+
+
 def measure_rows(page, url: str, args, note: str, pid: int | None) -> None:
     c0 = cpu_s(pid)
     opens = page_opens(page, url, args.page_rounds)
@@ -352,6 +387,8 @@ def main() -> None:
     ap.add_argument("--gc", choices=["both", "on", "off"], default="off",
                     help="Streamlit's runner.postScriptGC (off: this app's .streamlit/config.toml)")
     ap.add_argument("--no-training", action="store_true", help="only the idle rows")
+    ap.add_argument("--cold", type=int, default=3, help="paired cold starts (app.py and a one-line reference app)")
+    ap.add_argument("--cold-only", action="store_true", help="only the paired cold starts")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -362,6 +399,11 @@ def main() -> None:
     print(f"app latency, {os.cpu_count()} CPUs, load average {load():.2f} (shared machine: noisy)", flush=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        if args.cold:
+            cold_starts(browser, args.cold)
+        if args.cold_only:
+            browser.close()
+            return
         page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
         log = ROOT / "artifacts" / "bench-app-latency.log"
         load0 = load()

@@ -137,12 +137,14 @@ def browser_measures(sizes: list[int], repeats: int) -> None:
                 for r in range(repeats + 1):
                     if kind == "scatter":
                         page.wait_for_function("() => window.__mapScatter?.stats?.paints?.length", timeout=600_000)
-                        before = page.evaluate("() => window.__mapScatter.stats.paints.length")
+                        # the first paint of the *new* layer (its id carries the seed): a rerun may repaint the
+                        # old one first, which must not count
+                        before = page.evaluate("() => window.__mapScatter.stats.paints.at(-1).layer")
                         t0 = page.evaluate("() => performance.now()")
                         page.get_by_role("button", name="Re-encode").click()
-                        page.wait_for_function(f"() => window.__mapScatter.stats.paints.length > {before}",
-                                               timeout=600_000)
-                        t1 = page.evaluate("() => window.__mapScatter.stats.paints.at(-1).t")
+                        new = "(a) => window.__mapScatter.stats.paints.find(p => p.t >= a[1] && p.layer !== a[0])"
+                        page.wait_for_function(f"(a) => !!({new})(a)", arg=[before, t0], timeout=600_000)
+                        t1 = page.evaluate(f"(a) => ({new})(a).t", [before, t0])
                     else:
                         seed = page.evaluate("() => document.querySelector('.gtitle')?.textContent")
                         t0 = page.evaluate("() => performance.now()")

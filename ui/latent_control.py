@@ -37,6 +37,8 @@ _component = st.components.v2.component(
 )
 
 BROWSER_MODELS = "_latent_control_browser_models"  # payload ids the browser tab holds, as its JS last reported
+BROWSER_PADS = "_latent_control_browser_pads"  # pad ids the browser tab holds: a pad (up to 10,000 points and their
+# mu, ~0.5 MB of JSON on the latent map) is sent once per tab, not serialized, hashed and sent on every rerun
 MAX_PAD_POINTS = 2000  # the pad's background; mnist5k's held-out set is 1000
 
 
@@ -204,6 +206,11 @@ def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[]
         if isinstance(ids, list):
             st.session_state[BROWSER_MODELS] = [i for i in ids if isinstance(i, str)]
 
+    def on_pads() -> None:
+        ids = component_state().get("pads")
+        if isinstance(ids, list):
+            st.session_state[BROWSER_PADS] = [i for i in ids if isinstance(i, str)]
+
     def on_preview() -> None:
         p = component_state().get("preview")
         if isinstance(p, dict) and isinstance(p.get("seq"), int):
@@ -211,7 +218,8 @@ def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[]
             if z is not None:
                 st.session_state[f"_latent_control_preview:{key}"] = (p["seq"], z)
 
-    return {"on_z_change": on_z, "on_models_change": on_models, "on_preview_change": on_preview}
+    return {"on_z_change": on_z, "on_models_change": on_models, "on_pads_change": on_pads,
+            "on_preview_change": on_preview}
 
 
 def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int] | None, pad: bool,
@@ -231,9 +239,12 @@ def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int]
     L = active.config.latent_dim
     z = current_z(value_key, L)
     send = payload.id not in st.session_state.get(BROWSER_MODELS, [])
+    pad_id = pad_json["id"] if pad_json else None
+    send_pad = pad_id is not None and pad_id not in st.session_state.get(BROWSER_PADS, [])
     data: dict[str, Any] = {
-        "key": key, "payload_id": payload.id, "z": _json_z(z), "span": payload.span,
-        "dims": dims, "pad": pad_json, "image_px": image_px, "pad_px": pad_px, "payload": payload.json if send else None,
+        "key": key, "payload_id": payload.id, "z": _json_z(z), "span": payload.span, "dims": dims,
+        "pad_id": pad_id, "pad": pad_json if send_pad else None, "image_px": image_px, "pad_px": pad_px,
+        "payload": payload.json if send else None,
     }
     if not payload.in_browser:
         seq, shown = st.session_state.pop(f"_latent_control_preview:{key}", (0, z))

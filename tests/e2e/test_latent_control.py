@@ -174,12 +174,17 @@ def test_weights_reach_the_browser_once_per_model_also_a_fresh_one(page, demo_ur
     wait_for_app(page, TIMEOUT)
     assert_canvas_matches(shipped["z2"], snapshot(page))
     assert payload_loads(page) == {first_id: 1, fresh_id: 1}
+    # the pads (held-out points) too: each came once, however many reruns followed
+    pads = page.evaluate("window.__latentControl.padLoads")
+    assert len(pads) == 2 and set(pads.values()) == {1}, pads
+    pad_id = page.evaluate(f"{INSTANCE}.pad.id")
 
-    # A tab that lost its copy (evicted, reloaded) says so on the next rerun and gets the weights again.
-    page.evaluate("window.__latentControl.forgetModels()")
+    # A tab that lost its copies (evicted, reloaded) says so on the next rerun and gets the weights and pad again.
+    page.evaluate("window.__latentControl.forgetModels(); window.__latentControl.forgetPads()")
     drag_pad(page, [(0.5, 0.5), (0.6, 0.4)])
-    page.wait_for_function(f"(id) => window.__latentControl.payloadLoads[id] === 2 && {INSTANCE}.paintedZ",
-                           arg=first_id, timeout=TIMEOUT)
+    page.wait_for_function(f"(a) => window.__latentControl.payloadLoads[a[0]] === 2 && "
+                           f"window.__latentControl.padLoads[a[1]] === 2 && {INSTANCE}.pad && {INSTANCE}.paintedZ",
+                           arg=[first_id, pad_id], timeout=TIMEOUT)
     assert_canvas_matches(shipped["z2"], snapshot(page))
     assert page_errors(page) == []
 

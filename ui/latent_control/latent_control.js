@@ -8,6 +8,8 @@
 
 const CACHE = new Map(); // payload id -> prepared model, least recently used first
 const MAX_CACHED = 4;
+const PADS = new Map(); // pad id -> the pad's data as Python sent it (once per tab), least recently used first
+const MAX_PADS = 8;
 const CONTROLLERS = new WeakMap(); // parentElement -> Controller (reruns call us again with new data)
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const COMMIT_DELAY_MS = 350; // keyboard moves are committed once the keys rest
@@ -16,9 +18,11 @@ const PREVIEW_MIN_GAP_MS = 40;
 
 // Instrumentation read by bench/drag_latency.py and the browser tests.
 const G = (window.__latentControl = window.__latentControl || { instances: {}, payloadLoads: {} });
+if (!G.padLoads) G.padLoads = {}; // pad id -> times its data came from Python (once per tab unless lost)
 G.resetStats = () => { G.stats = { moves: [], paints: [], downs: [], ups: [] }; };
 if (!G.stats) G.resetStats();
 G.forgetModels = () => CACHE.clear(); // for tests: what a reload or an eviction does to this tab's cache
+G.forgetPads = () => PADS.clear();
 const STATS_CAP = 20000;
 function mark(list, item) { if (list.length < STATS_CAP) list.push(item); }
 
@@ -213,6 +217,13 @@ class Controller {
       }
       this.reportModels(); // Python stops sending the payload from the next run on
     }
+    if (data.pad) {
+      PADS.delete(data.pad.id);
+      PADS.set(data.pad.id, data.pad);
+      G.padLoads[data.pad.id] = (G.padLoads[data.pad.id] || 0) + 1;
+      while (PADS.size > MAX_PADS) PADS.delete(PADS.keys().next().value);
+      this.reportPads(); // Python stops sending this pad from the next run on
+    }
     const m = CACHE.get(data.payload_id);
     if (!m) {
       // The tab lost it (reload, eviction): say which ids this tab holds, once per missing id; Python resends.
@@ -240,8 +251,14 @@ class Controller {
         this.imageDirty = true;
       }
     }
-    const padL = data.pad ? (data.pad.projection ? data.pad.projection.mean.length : data.pad.inverse.L) : -1;
-    const pd = padL === m.L ? data.pad : null;
+    const held = data.pad_id ? PADS.get(data.pad_id) : null;
+    if (data.pad_id && !held && !this.requested.has(`pad:${data.pad_id}`)) {
+      this.requested.add(`pad:${data.pad_id}`); // lost (reload, eviction): say what this tab holds; Python resends
+      this.reportPads();
+    }
+    if (held) { PADS.delete(held.id); PADS.set(held.id, held); }
+    const padL = held ? (held.projection ? held.projection.mean.length : held.inverse.L) : -1;
+    const pd = padL === m.L ? held : null;
     if (!pd) this.pad = null;
     else if (!this.pad || this.pad.id !== pd.id) this.pad = preparePad(pd);
     this.el.padWrap.hidden = !this.pad;
@@ -254,6 +271,10 @@ class Controller {
 
   reportModels() {
     this.setStateValue("models", Array.from(CACHE.keys()));
+  }
+
+  reportPads() {
+    this.setStateValue("pads", Array.from(PADS.keys()));
   }
 
   setupModel(data) {
