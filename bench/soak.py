@@ -154,7 +154,7 @@ async def upload_awkward(page, url: str, stats: Stats, n: int = 2) -> None:
 async def train(page, url: str, stats: Stats, dataset: str, folder: Path | None) -> None:
     """One training run; times the wait from Start to the run's header (the data set loaded)."""
     await goto(page, url, "train", stats)
-    await page.locator("[data-testid='stMain'] [data-testid='stSelectbox']").first.click()  # "Data set"
+    await page.locator("[data-testid='stMain'] [data-testid='stSelectbox']").filter(has_text="Data set").first.click()
     await page.get_by_role("option", name="folder…" if folder is not None else dataset, exact=True).click()
     if folder is not None:
         await page.get_by_role("textbox", name="Folder or .zip of images (for folder…)").fill(str(folder))
