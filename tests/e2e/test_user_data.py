@@ -98,7 +98,7 @@ def test_upload_a_labelled_zip_train_and_see_the_map_coloured_by_its_folders(bro
     crashes: list[str] = []
     console = open(ROOT / "artifacts" / "e2e-user-data-console.log", "w")
     page.on("pageerror", lambda e: crashes.append(str(e)))
-    page.on("console", lambda m: console.write(f"{time.strftime('%H:%M:%S')} {m.type}: {m.text}\n"))
+    page.on("console", lambda m: console.write(f"{time.strftime('%H:%M:%S')} {m.type}: {m.text} @ {m.location.get('url')}\n"))
     open_page(page, site["url"], "train")
     page.get_by_text("Your own images: upload a .zip or image files").click()
     page.locator("[data-testid='stExpander'] input[type='file']").set_input_files(
@@ -114,7 +114,8 @@ def test_upload_a_labelled_zip_train_and_see_the_map_coloured_by_its_folders(bro
     assert "upload: my-shapes.zip · 160 images, 28×28 grey, 2 labels" in picked
     screenshot(page, "train-uploaded-data")
 
-    page.get_by_role("button", name="Start training").click()
+    # a long wait: at load ~12 (other people's browsers at a higher priority) the click waited past 30 s for a frame
+    page.get_by_role("button", name="Start training").click(timeout=90_000)
     page.get_by_role("button", name="Save").wait_for(timeout=180_000)
     settle(page)
     assert re.search(r"finished: (\d+) of \1 epochs", page.locator("[data-testid='stApp']").inner_text())
