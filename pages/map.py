@@ -94,19 +94,24 @@ def roundtrip_error(m) -> float:
 
 
 def resolve_view(active: state.ActiveModel, split: str, method: str) -> tuple[str, object]:
-    """(the method shown, its map): the nonlinear one when ready, else PCA with a note saying why."""
+    """(the method shown, its map): the nonlinear one when ready, else PCA with a note saying why.
+
+    The note has a place of its own, drawn whether or not there is a note: when PCA turns into t-SNE the map
+    below keeps its position in the page (the browser updates it in place rather than building it anew)."""
+    note = st.empty()
     lin = linear_map(active.key, split, active)
     if method in ("identity", "pca"):
         return lin.method, lin
     wanted = projections.DEFAULT_METHOD if method == "auto" else method
     fut = projections.map_for(active, split, wanted)
     if not fut.done():
-        wait_for_map(fut, METHODS[wanted], method == "auto")
+        with note:
+            wait_for_map(fut, METHODS[wanted], method == "auto")
         return "pca", lin
     exc = fut.exception()
     if exc is not None:
         why = safe.error(exc) if isinstance(exc, ProjectionError) else f"{type(exc).__name__}: {safe.error(exc)}"
-        st.warning(f"{METHODS[wanted]} could not be made ({safe.error(why)}); showing PCA instead.", icon=":material/warning:")
+        note.warning(f"{METHODS[wanted]} could not be made ({safe.error(why)}); showing PCA instead.", icon=":material/warning:")
         return "pca", lin
     return wanted, fut.result()
 
@@ -390,8 +395,9 @@ def live_decoder_ui(active, split: str, shown: str, m, mu: torch.Tensor, labels,
                + ({"identity": ".", "pca": " on this map's PCA plane."}.get(shown, f" through the {METHODS.get(shown)} "
                                                                              "map's inverse (the same rule as a click)."))
                + " Releasing marks the spot on the map above.")
+    # Inline, not a fragment inside map_ui's: see latent_control's fragment= (a nested one blanked the page, issue 11).
     latent_control(active, "map_z", key="map_live", dims=None if L == 2 else [], projection=proj, on_change=released,
-                   pad_labels=(labels, classes, axes))
+                   pad_labels=(labels, classes, axes), fragment=False)
 
 
 active = state.require_model()

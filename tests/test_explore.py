@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vae.explore import (decode, encode, fit_projection, interpolate, manifold_grid, nearest, posterior_samples,
-                         reconstruct, sample, traversal, tsne)
+                         reconstruct, sample, traversal)
 
 
 def test_encode_decode_shapes(trained_digits, digits):
@@ -168,12 +168,6 @@ def test_projection_is_the_identity_for_two_latent_dimensions():
     assert proj.method == "identity"
     np.testing.assert_array_equal(proj.transform(mu), mu)
     np.testing.assert_array_equal(proj.inverse(mu), mu)
-
-
-def test_tsne_gives_one_point_per_input():
-    mu = np.random.default_rng(2).normal(size=(40, 5)).astype(np.float32)
-    out = tsne(mu, seed=0)
-    assert out.shape == (40, 2) and np.isfinite(out).all()
 
 
 def test_nearest_excludes_the_query_itself():

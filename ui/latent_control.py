@@ -260,7 +260,7 @@ def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int]
 
 def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None = None, dims: list[int] | None = None,
                    pad: bool = True, projection=None, image_px: int = 196, pad_px: int = 280,
-                   on_change: Callable[[], None] | None = None, pad_labels=None) -> np.ndarray:
+                   on_change: Callable[[], None] | None = None, pad_labels=None, fragment: bool = True) -> np.ndarray:
     """Draw the live control for the active model; returns this run's z (L,), also st.session_state[value_key].
 
     dims: which dimensions get a slider (all when None; [] for none); the others keep their values. The pad shows
@@ -270,11 +270,20 @@ def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None
     axis titles)): then dragging sets z to the inverse of the place under the pointer. on_change runs
     (as a widget callback, before the rerun) when a release changes z. Browser round trips (the weights'
     acknowledgement, server previews) re-run only this control; a release re-runs the page.
+
+    fragment=False draws the control inline, without a fragment of its own, for a caller that is itself a fragment
+    and draws other things before the control in the same block (the latent map); the control's round trips then
+    re-run the caller's fragment. A fragment nested there is not safe in Streamlit 1.67: when the outer fragment's
+    rerun is queued behind a full run (a component in it reports state during that run, as the map's scatter does
+    on a new layer), the full run's unsent outer deltas are dropped from the send queue while the nested fragment's
+    deltas after them are kept, and the browser, given an element past the end of a block it has just built,
+    throws "Bad delta path index" inside React's state update: the whole page goes blank (issue 11).
     """
     key = key or f"{value_key}_control"
     if "__" in key:
         raise ValueError("the control's key must not contain '__' (Streamlit's event delimiter)")
     z = current_z(value_key, active.config.latent_dim)
     dims = None if dims is None else [int(d) for d in dims]
-    st.fragment(_render)(active, value_key, key, dims, pad, projection, image_px, pad_px, on_change, pad_labels)
+    render = st.fragment(_render) if fragment else _render
+    render(active, value_key, key, dims, pad, projection, image_px, pad_px, on_change, pad_labels)
     return z

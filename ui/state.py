@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -423,35 +423,3 @@ def split_projection(active: ActiveModel, split: str = "test"):
 def split_recon_error(active: ActiveModel, split: str = "test") -> np.ndarray:
     """-log p(x|z=mu) per image of a split, in nats."""
     return _split_recon_error(active.key, active, split)
-
-
-# t-SNE takes seconds: it runs in a background thread, once per (model, split), and pages poll its future.
-_TSNE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-tsne")
-_TSNE: "OrderedDict[tuple[str, str], Future]" = OrderedDict()
-
-
-def import_here(name: str = "pandas") -> None:
-    """Import a module in the calling (script) thread before background work that would import it.
-
-    Plotly peeks at sys.modules["pandas"] while it builds any figure; a thread still importing pandas (sklearn,
-    umap and openTSNE import it) leaves it there half-initialised and the figure fails. The server no longer
-    imports pandas up front (~70 MB), so work that brings it in gets it complete from the page that asks.
-    """
-    import importlib
-
-    importlib.import_module(name)
-
-
-def tsne_future(active: ActiveModel, split: str = "test") -> Future:
-    """The t-SNE embedding (N, 2) of a split's latent means, computing in the background."""
-    mu, _ = split_latents(active, split)
-    import_here("pandas")  # sklearn imports it in the worker while this page builds its figure
-    with _DATA_LOCK:
-        fut = _TSNE.get((active.key, split))
-        if fut is None or (fut.done() and fut.exception() is not None):
-            fut = _TSNE_POOL.submit(vae.tsne, mu.numpy())
-            _TSNE[(active.key, split)] = fut
-        _TSNE.move_to_end((active.key, split))
-        while len(_TSNE) > 16:
-            _TSNE.popitem(last=False)
-        return fut

@@ -165,15 +165,6 @@ def fit_projection(mu: np.ndarray | torch.Tensor) -> Projection:
     return Projection(mean, vt[:2].copy(), var[:2] / max(var.sum(), 1e-12), "pca")
 
 
-def tsne(mu: np.ndarray | torch.Tensor, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """t-SNE embedding (N, 2) of latent means. Not invertible: clicks on empty space need PCA."""
-    from sklearn.manifold import TSNE
-
-    mu = np.asarray(mu, dtype=np.float32)
-    perplexity = min(perplexity, max(2.0, (len(mu) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(mu)
-
-
 def nearest(points: np.ndarray | torch.Tensor, query: np.ndarray | torch.Tensor, k: int = 8, exclude_self: bool = True) -> np.ndarray:
     """Indices of the k rows of `points` nearest to `query` (Euclidean); the query itself is skipped if present."""
     points = np.asarray(points, dtype=np.float64)
