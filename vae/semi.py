@@ -355,8 +355,8 @@ class SemiConfig:
     labelled_batch: int = 100
     max_shift: int = 2  # data augmentation: random shifts of up to this many pixels
     classifier: str = "arch"  # q(y|x): "arch" (like the encoder) or "conv" (see _classifier)
-    rotate: float = 0.0  # augmentation: random rotations of up to this many degrees
-    scale: float = 0.0  # augmentation: random scaling by up to 1 +- this
+    rotate: float = 30.0  # augmentation: random rotations of up to this many degrees
+    scale: float = 0.2  # augmentation: random scaling by up to 1 +- this (with max_shift: one random affine map)
 
 
 class M2Objective:
@@ -393,6 +393,7 @@ class M2Objective:
 # alpha in our units (eq. 9 divided by N, both terms as batch means): the paper's alpha = 0.1 N is 0.1 here, which
 # measured on mnist5k (100 labels) left the classifier to a generative signal that classifies 60 % on its own;
 # alpha = 1 gave 72 %, alpha = 10 gave 79-81 % (.notes of issue 12; bench/semi_supervised.py prints the final figures).
+# Re-checked only at alpha = 10 after the move to 15 epochs and rotation/scale augmentation (seed 0: 81.6 -> 90.7 %).
 DEFAULT_ALPHA = 10.0
 
 
