@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import dataclasses
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -66,8 +68,12 @@ def main() -> None:
     for n in args.labels:
         acc: dict[str, list[float]] = {"M2": [], "M1 probe": [], "pixels": []}
         secs: list[float] = []
+        cpus: list[float] = []
         for seed in args.seeds:
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
             model, meta, result, cfg = run_m2(data, n, seed, args.epochs, args.alpha)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)  # training and its per-epoch evaluation
             seconds = result.seconds
             if args.save and (n, seed) == (args.labels[0], args.seeds[0]):  # the first run: the shipped checkpoint
                 metrics = {**result.final, "status": result.status, "seconds": result.seconds}
@@ -79,12 +85,13 @@ def main() -> None:
             acc["pixels"].append(res["pixels"])
             secs.append(seconds)
             print(f"  labels {n:5d} seed {seed}: M2 {100 * res['m2']:.1f} %  M1 probe {100 * res['m1_probe']:.1f} %  "
-                  f"pixels {100 * res['pixels']:.1f} %  M2 trained {seconds:.0f} s  load {os.getloadavg()[0]:.1f}",
+                  f"pixels {100 * res['pixels']:.1f} %  M2 trained {seconds:.0f} s ({cpus[-1]:.0f} CPU-s)  load {os.getloadavg()[0]:.1f}",
                   flush=True)
         for method, values in acc.items():
             rows.append({"labels": n, "method": method, "mean": float(np.mean(values)), "std": float(np.std(values)),
                          "seeds": list(args.seeds), "values": values,
-                         "seconds": round(float(np.mean(secs)), 1) if method == "M2" else None})
+                         "seconds": round(float(np.mean(secs)), 1) if method == "M2" else None,
+                         "cpu_seconds": round(float(np.mean(cpus)), 1) if method == "M2" else None})
     print()
     print(f"{'labels':>7} | {'M2 acc %':>13} | {'M1 probe %':>13} | {'pixels %':>13} | M2 train s | M2 error %")
     for n in args.labels:
@@ -94,7 +101,10 @@ def main() -> None:
               f"{r['M2']['seconds']:10.0f} | {100 - 100 * r['M2']['mean']:.1f}")
     print(f"load average {os.getloadavg()}; {len(args.seeds)} seed(s); one thread")
     if args.out:
-        Path(args.out).write_text(json.dumps({"epochs": args.epochs, "settings": SEMI_DEFAULTS, "rows": rows,
+        Path(args.out).write_text(json.dumps({"epochs": args.epochs, "settings": SEMI_DEFAULTS,
+                                              "augmentation": {k: v for k, v in dataclasses.asdict(SemiConfig()).items()
+                                                               if k in ("max_shift", "rotate", "scale")},
+                                              "rows": rows,
                                               "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d")}, indent=1))
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from vae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vae.config import ModelConfig
 from vae.semi import (M2, LabelError, build_m2, check_labels, choose_labelled, evaluate_m2, iwae_nll_m2, labelled_bound,
-                      m2_loss, shift, unlabelled_bound)
+                      m2_loss, shift, unlabelled_bound, affine)
 
 
 def tiny_m2(arch: str = "mlp", shape=(1, 8, 8), k: int = 10, seed: int = 0, classifier: str = "arch") -> M2:
@@ -126,6 +126,21 @@ def test_shift_moves_whole_pixels_and_lets_zeros_in():
     assert set(rows.tolist()) == {1, 2, 3} and set(cols.tolist()) == {1, 2, 3}
 
 
+def test_affine_rotates_scales_and_shifts_within_its_bounds():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 6:22, 12:16] = 1  # an upright bar
+    assert torch.equal(affine(x.repeat(8, 1, 1, 1), 1, 0.0, 0.0, torch.Generator().manual_seed(1)),
+                       shift(x.repeat(8, 1, 1, 1), 1, torch.Generator().manual_seed(1)))  # no rotation/scale: shift()
+    moved = affine(x.repeat(200, 1, 1, 1), 2, 30.0, 0.2, g)
+    assert moved.shape == (200, 1, 28, 28) and moved.min() >= 0 and moved.max() <= 1
+    mass = moved.sum(dim=(1, 2, 3)) / x.sum()
+    assert mass.min() > 0.6 and mass.max() < 1.6  # scaled by at most 1.2 per axis, nothing cut off at the border
+    assert not torch.allclose(moved[0], moved[1])  # each image its own draw
+    still = affine(x.repeat(4, 1, 1, 1), 0, 1e-9, 1e-9, g)  # a vanishing map is (nearly) the identity
+    assert torch.allclose(still, x.expand(4, -1, -1, -1), atol=1e-4)
+
+
 # ---------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("arch, classifier", [("mlp", "arch"), ("conv", "arch"), ("mlp", "conv")])
 def test_m2_checkpoint_round_trip(tmp_path, arch, classifier):
@@ -187,6 +202,7 @@ def test_cli_trains_an_m2_and_reports_its_accuracy(tmp_path, capsys):
     assert last["labels"] == 20 and 0 <= last["test_accuracy"] <= 1 and last["model"] == "m2"
     ck = load_checkpoint(out)
     assert ck.kind == "m2" and len(ck.semi["labelled"]) == 20 and ck.semi["classifier"] == "conv"  # 8x8 fits conv
+    assert ck.semi["rotate"] == 30 and ck.semi["scale"] == 0.2  # the default augmentation, kept in the metadata
     assert main(["evaluate", str(out), "--iwae-k", "5", "--json"]) == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["model"] == "m2" and ev["accuracy"] == pytest.approx(last["test_accuracy"]) and math.isfinite(ev["iwae_nll"])
