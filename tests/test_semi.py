@@ -188,6 +188,22 @@ def test_a_small_m2_beats_chance_on_digits_with_10_labels(digits):
     assert math.isfinite(result.final["neg_elbo"])
 
 
+def test_the_shipped_m2_draws_the_class_it_is_asked_for(mnist5k):
+    """Conditional generation (the style grid): the shipped M2's decoder uses y. With y's columns of the decoder's
+    first layer zeroed, the same measure falls to what the styles alone give."""
+    from pathlib import Path
+
+    from vae.semi import style_agreement
+
+    ck = load_checkpoint(Path(__file__).resolve().parents[1] / "checkpoints" / "mnist5k-m2-100.safetensors")
+    model = ck.model
+    assert style_agreement(model, mnist5k) > 0.5  # 10 % if the decoder ignored y
+    first = model.decoder[0]
+    with torch.no_grad():
+        first.weight[:, model.cfg.latent_dim:] = 0  # z first, then the one-hot y (M2.decode_logits)
+    assert style_agreement(model, mnist5k) < 0.3
+
+
 # ---------------------------------------------------------------- the command line
 def test_cli_trains_an_m2_and_reports_its_accuracy(tmp_path, capsys):
     import json

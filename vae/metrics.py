@@ -158,13 +158,18 @@ def recon_agreement(model: VAE, x_test: torch.Tensor, reader: PixelReader, batch
 _READERS: dict[tuple[str, int, tuple[int, ...]], PixelReader] = {}
 
 
+def data_reader(data) -> PixelReader:
+    """The data set's pixel reader (pixel_classifier on its training split), fitted once per process."""
+    key = (data.name, len(data.x_train), tuple(data.shape))
+    if key not in _READERS:
+        _READERS.clear()  # one data set at a time: a reader is D x K floats, but the app may see many data sets
+        _READERS[key] = pixel_classifier(data.x_train, data.y_train)
+    return _READERS[key]
+
+
 def data_agreement(model: VAE, data) -> float | None:
     """recon_agreement on a data set's held-out split, with its pixel reader fitted once per process; None without
     labels or when the model's input is not the data set's image shape."""
     if data.y_train is None or data.y_test is None or tuple(data.shape) != tuple(model.cfg.input_shape):
         return None
-    key = (data.name, len(data.x_train), tuple(data.shape))
-    if key not in _READERS:
-        _READERS.clear()  # one data set at a time: a reader is D x K floats, but the app may see many data sets
-        _READERS[key] = pixel_classifier(data.x_train, data.y_train)
-    return recon_agreement(model, data.x_test, _READERS[key])
+    return recon_agreement(model, data.x_test, data_reader(data))

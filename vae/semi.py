@@ -462,6 +462,20 @@ def style_grid(model: M2, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return images.cpu(), y.cpu()
 
 
+def style_agreement(model: M2, data: Any, n: int = 200) -> float | None:
+    """How well conditional generation works: the share of style-grid cells (the first n held-out images' styles, each
+    decoded as every class) that a logistic regression on pixels, fitted on the training split, reads as the class
+    they were decoded as. 0.1 when the decoder ignores y; None without labels or for another image shape."""
+    from vae.metrics import data_reader
+
+    if data.y_train is None or tuple(data.shape) != tuple(model.cfg.input_shape) or not len(data.x_test):
+        return None
+    images, _ = style_grid(model, data.x_test[:n])
+    want = np.tile(np.arange(model.n_classes), len(images))
+    got = data_reader(data).predict(images.reshape(-1, *images.shape[2:]))
+    return float((got == want).mean())
+
+
 @torch.inference_mode()
 def predict_all(model: M2, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Class probabilities q(y|x), (N, K), on the CPU."""

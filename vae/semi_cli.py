@@ -13,7 +13,7 @@ from typing import Any
 # 15 epochs with the rotation/scale augmentation (SemiConfig.rotate/scale) and alpha = 20 (vae.semi.DEFAULT_ALPHA):
 # ~90 CPU-seconds a run on one thread; README "Semi-supervised (M2)" has the figures over seeds (6 epochs with shifts
 # alone and alpha = 10, the earlier defaults: 81.3/83.5/83.8 % at 100 labels).
-SEMI_DEFAULTS = {"arch": "mlp", "latent_dim": 16, "epochs": 15, "lr": 1e-3, "batch_size": 100, "classifier": "conv"}
+SEMI_DEFAULTS = {"arch": "mlp", "latent_dim": 4, "epochs": 15, "lr": 1e-3, "batch_size": 100, "classifier": "conv"}
 PLAIN_DEFAULTS = {"arch": "mlp", "latent_dim": 16}  # the rest come from TrainConfig()
 
 
