@@ -154,8 +154,19 @@ async def upload_awkward(page, url: str, stats: Stats, n: int = 2) -> None:
 async def train(page, url: str, stats: Stats, dataset: str, folder: Path | None) -> None:
     """One training run; times the wait from Start to the run's header (the data set loaded)."""
     await goto(page, url, "train", stats)
-    await page.locator("[data-testid='stMain'] [data-testid='stSelectbox']").filter(has_text="Data set").first.click()
-    await page.get_by_role("option", name="folder…" if folder is not None else dataset, exact=True).click()
+    box = page.locator("[data-testid='stMain'] [data-testid='stSelectbox']").filter(has_text="Data set").first
+    option = "folder…" if folder is not None else dataset
+    for _ in range(4):  # a rerun landing as the list opens closes it: open it again
+        await box.click()
+        item = page.get_by_role("option", name=option, exact=True)
+        try:
+            await item.wait_for(timeout=10_000)
+            await item.click()
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError
+            await page.keyboard.press("Escape")
+    else:
+        raise RuntimeError(f"the data set option {option!r} never appeared")
     if folder is not None:
         await page.get_by_role("textbox", name="Folder or .zip of images (for folder…)").fill(str(folder))
     await page.get_by_role("spinbutton", name="Epochs", exact=True).fill("3")

@@ -25,6 +25,23 @@ PAGES = [("Home", ""), ("Explore", "explore"), ("Latent map", "map"), ("Reconstr
          ("Interpolate", "interpolate"), ("Generate", "generate"), ("Denoise", "denoise"), ("Evaluate", "evaluate")]
 
 
+def choose(page, box, option: str, tries: int = 4) -> None:
+    """Open a selectbox and click one of its options. A rerun that lands just as the list opens (a delayed
+    prefetch, a component's acknowledgement) redraws the box and closes the list: open it again, a few times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        box.click()
+        item = page.get_by_role("option", name=option)
+        try:
+            item.wait_for(timeout=10_000)
+            item.click()
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"the option {option!r} never appeared in the list")
+
+
 def settle(page, timeout: float = 60_000) -> None:
     page.wait_for_timeout(300)
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
@@ -172,8 +189,7 @@ def test_a_private_folder_typed_or_named_in_a_checkpoint_is_never_read(browser, 
     context = browser.new_context(viewport={"width": 1400, "height": 1400})
     page = context.new_page()
     open_page(page, site["url"], "train")
-    page.locator("[data-testid='stForm'] [data-testid='stSelectbox']").first.click()
-    page.get_by_role("option", name="folder…").click()
+    choose(page, page.locator("[data-testid='stForm'] [data-testid='stSelectbox']").first, "folder…")
     page.get_by_role("textbox", name="Folder or .zip of images (for folder…)").fill(str(private))
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("that path is outside the server's data root").wait_for(timeout=30_000)
