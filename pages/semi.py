@@ -3,9 +3,7 @@ figures for reference; the style grid (the paper's analogies: one image's z deco
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st

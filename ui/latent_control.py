@@ -12,11 +12,9 @@ Set value_key before the control is drawn in a run (or in a widget callback); a 
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -24,17 +22,12 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import vae
-from ui import state
+from ui import components, state
+from ui.components import b64 as _b64, from_folder
 from vae.explore import Projection
 from vae.export import ExportError, export_decoder
 
-_ASSETS = Path(__file__).with_name("latent_control")
-_component = st.components.v2.component(
-    "vae_latent_control",
-    html=(_ASSETS / "latent_control.html").read_text(encoding="utf-8"),
-    css=(_ASSETS / "latent_control.css").read_text(encoding="utf-8"),
-    js=(_ASSETS / "latent_control.js").read_text(encoding="utf-8"),
-)
+_component = from_folder("vae_latent_control", "latent_control")
 
 BROWSER_MODELS = "_latent_control_browser_models"  # payload ids the browser tab holds, as its JS last reported
 BROWSER_PADS = "_latent_control_browser_pads"  # pad ids the browser tab holds: a pad (up to 10,000 points and their
@@ -52,10 +45,6 @@ class ModelPayload:
     @property
     def in_browser(self) -> bool:
         return self.json["decoder"] is not None
-
-
-def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
 
 def _heldout(active: state.ActiveModel) -> tuple[np.ndarray, np.ndarray | None, list[str] | None] | None:
@@ -190,8 +179,7 @@ def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[]
     """on_<state>_change handlers: they run before the rerun the browser asked for."""
 
     def component_state() -> dict[str, Any]:
-        s = st.session_state.get(key)
-        return s if isinstance(s, dict) else {}
+        return components.component_state(key)
 
     def on_z() -> None:
         z = _valid_z(component_state().get("z"), latent_dim)
@@ -201,16 +189,6 @@ def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[]
             if on_change is not None:
                 on_change()
 
-    def on_models() -> None:
-        ids = component_state().get("models")
-        if isinstance(ids, list):
-            st.session_state[BROWSER_MODELS] = [i for i in ids if isinstance(i, str)]
-
-    def on_pads() -> None:
-        ids = component_state().get("pads")
-        if isinstance(ids, list):
-            st.session_state[BROWSER_PADS] = [i for i in ids if isinstance(i, str)]
-
     def on_preview() -> None:
         p = component_state().get("preview")
         if isinstance(p, dict) and isinstance(p.get("seq"), int):
@@ -218,8 +196,8 @@ def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[]
             if z is not None:
                 st.session_state[f"_latent_control_preview:{key}"] = (p["seq"], z)
 
-    return {"on_z_change": on_z, "on_models_change": on_models, "on_pads_change": on_pads,
-            "on_preview_change": on_preview}
+    return {"on_z_change": on_z, "on_models_change": components.remember_ids(key, "models", BROWSER_MODELS),
+            "on_pads_change": components.remember_ids(key, "pads", BROWSER_PADS), "on_preview_change": on_preview}
 
 
 def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int] | None, pad: bool,

@@ -14,18 +14,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.components import from_folder
+
 MAX_CHARS = 20_000  # longer query values are not parsed at all
 MAX_ABS = 1e3  # latent coordinates and map positions beyond this are not a place anyone means
 NOTICES = "links_notices"
 READ = "links_read"  # scopes (pages) whose URL values this tab has applied
 
-_ASSETS = Path(__file__).with_name("copy_link")
-_copy = st.components.v2.component(
-    "vae_copy_link",
-    html=(_ASSETS / "copy_link.html").read_text(encoding="utf-8"),
-    css=(_ASSETS / "copy_link.css").read_text(encoding="utf-8"),
-    js=(_ASSETS / "copy_link.js").read_text(encoding="utf-8"),
-)
+_copy = from_folder("vae_copy_link", "copy_link")
 
 
 def notice(text: str) -> None:

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -23,21 +22,13 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from ui import components
+from ui.components import b64 as _b64, from_folder
 from ui.plots import PALETTE
 
-_ASSETS = Path(__file__).with_name("scatter")
-_component = st.components.v2.component(
-    "vae_map_scatter",
-    html=(_ASSETS / "scatter.html").read_text(encoding="utf-8"),
-    css=(_ASSETS / "scatter.css").read_text(encoding="utf-8"),
-    js=(_ASSETS / "scatter.js").read_text(encoding="utf-8"),
-)
+_component = from_folder("vae_map_scatter", "scatter")
 HELD = "_map_scatter_held"  # ids the browser tab holds, as its JS last reported
 ATLAS_COLS = 256
-
-
-def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
 
 def viridis(n: int = 256) -> list[str]:
@@ -99,13 +90,7 @@ def atlas_png(x: torch.Tensor, cols: int = ATLAS_COLS) -> dict[str, Any]:
 
 def _callbacks(key: str, on_pick: Callable[[], None] | None, on_select: Callable[[], None] | None) -> dict[str, Any]:
     def component_state() -> dict[str, Any]:
-        s = st.session_state.get(key)
-        return s if isinstance(s, dict) else {}
-
-    def held() -> None:
-        ids = component_state().get("held")
-        if isinstance(ids, list):
-            st.session_state[HELD] = [i for i in ids if isinstance(i, str)]
+        return components.component_state(key)
 
     def pick() -> None:
         p = component_state().get("pick")
@@ -130,7 +115,8 @@ def _callbacks(key: str, on_pick: Callable[[], None] | None, on_select: Callable
             if on_select is not None:
                 on_select()
 
-    return {"on_held_change": held, "on_pick_change": pick, "on_select_change": select}
+    return {"on_held_change": components.remember_ids(key, "held", HELD), "on_pick_change": pick,
+            "on_select_change": select}
 
 
 def scatter_map(key: str, layer: Layer, atlas_id: str | None = None, atlas: Callable[[], dict] | None = None, *,
