@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-import sys
-import threading
 import time
 
 import streamlit as st
@@ -34,12 +32,6 @@ POLL_SECONDS = 0.5  # the live panel refreshes twice a second: several times per
 # 8 epochs reach a reconstruction agreement of 92.7 % and a held-out -ELBO of 118 nats.
 DEFAULT_SETTINGS = dict(dataset="mnist5k", folder="", arch="mlp", latent_dim=16, hidden=512, likelihood="bernoulli",
                         beta=1.0, warmup=0.0, epochs=8, batch_size=128, lr=1e-2, seed=0)
-
-
-def warm_optimizer_import() -> None:
-    """The first Adam imports torch._dynamo (2-3 s); do it in the background while the user reads the settings."""
-    if "torch._dynamo" not in sys.modules:
-        threading.Thread(target=lambda: __import__("torch._dynamo"), daemon=True, name="warm-dynamo").start()
 
 
 def settings_ui(running: bool, semi: bool = False) -> tuple[vae.ModelConfig, vae.TrainConfig, str] | None:
@@ -276,7 +268,6 @@ st.markdown("Pick a data set and a model, press **Start**: the curves, reconstru
             "meanwhile. The defaults (latent 16, 8 epochs) train an mnist5k model whose reconstructions show the digit "
             "they were given about 93 % of the time (the *reconstruction agreement*), in seconds on an idle machine. "
             "With latent 2 the latent space is the map itself, but about a third of the digits come back as another.")
-warm_optimizer_import()
 user_data.upload_panel()
 job: TrainingJob | None = st.session_state.get("train_job")
 semi_kind = model_kind_ui() == "m2"
