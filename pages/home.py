@@ -4,9 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import quality, safe, state
-from ui.plots import curves_figure
+from ui.plots import curves_svg
 from ui.safe import md
-from ui.widgets import key_value_table, show_image
+from ui.widgets import key_value_table, show_image, show_svg
 from vae.reconstruction import reparameterization_example
 
 EXAMPLE_INDEX = 0  # the held-out image whose numbers illustrate the reparameterization
@@ -126,4 +126,4 @@ with right:
     model_card_ui(active)
 if active.ck.history:
     st.subheader("Training history", anchor=False)
-    st.plotly_chart(curves_figure(active.ck.history), key="home_history")
+    show_svg(curves_svg(active.ck.history))

@@ -1,11 +1,11 @@
 """Interpolate: decode the path between two inputs in latent space; the article's 'smooth transitions' claim."""
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 import vae
 from ui import applications_ui as ui
-from ui import plots, safe, state, workspace
+from ui import safe, state, svgplot, workspace
+from ui.widgets import show_svg
 from vae import applications as apps
 
 st.title("Interpolate")
@@ -69,30 +69,25 @@ with on_map:
     st.subheader("The path on the latent map")
     mu, _ = state.latents(active)
     proj = state.projection(active)
-    fig = plots.latent_map_figure(proj.transform(mu), None if data.y_test is None else data.y_test.numpy(), data.classes,
-                                  height=460, axis_titles=("z₁", "z₂") if proj.method == "identity" else ("PC 1", "PC 2"))
     path = proj.transform(ip.z)
-    fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name=f"{method} path",
-                             line=dict(color="black", width=2), marker=dict(size=7, color="black")))
-    fig.add_trace(go.Scatter(x=path[[0, -1], 0], y=path[[0, -1], 1], mode="markers+text", name="ends",
-                             text=[a_label, b_label], textposition="top center", textfont=dict(size=14, color="black"),
-                             marker=dict(size=13, color="white", line=dict(color="black", width=2))))
-    st.plotly_chart(fig, key="interp_map")
+    # inline SVG: as a Plotly chart these 1,000 points held the browser ~400 ms on every open of the page
+    show_svg(svgplot.scatter_chart(
+        proj.transform(mu), None if data.y_test is None else data.y_test.numpy(), data.classes,
+        overlays=[svgplot.Series(f"{method} path", path[:, 0], path[:, 1], color="currentColor", fmt=".2f",
+                                 text=[a_label] + [""] * (steps - 2) + [b_label])],
+        x_title="z₁" if proj.method == "identity" else "PC 1", y_title="z₂" if proj.method == "identity" else "PC 2",
+        ), as_image=True, test_id="interp-map")
     if proj.method == "pca":
         st.caption(f"The held-out codes projected on their first two principal components "
                    f"({proj.explained.sum():.0%} of the variance); the path is projected the same way.")
 with change:
+    # Inline SVG, not Plotly: two small charts that would hold the browser ~250 ms on every open of this page
     st.subheader("Change per step")
-    # Plotly, not st.bar_chart: Altair and pandas would be imported into the server for two small charts
-    bars = go.Figure(go.Bar(x=np.arange(1, steps), y=ip.step_change, marker_color="#4e79a7",
-                            hovertemplate="step %{x}: %{y:.4f}<extra></extra>"))
-    bars.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step", yaxis_title="mean |Δ pixel|")
-    st.plotly_chart(bars, key="interp_change")
+    show_svg(svgplot.bar_chart(np.arange(1, steps), ip.step_change, x_title="step", y_title="mean |Δ pixel|",
+                              name="step", test_id="interp-change"))
     st.subheader("Length of the code")
     typical = float(np.sqrt(active.config.latent_dim))
-    norm = go.Figure([go.Scatter(x=np.arange(steps), y=ip.z_norm, mode="lines+markers", name="|z|"),
-                      go.Scatter(x=[0, steps - 1], y=[typical, typical], mode="lines", name="typical |z| under the prior",
-                                 line=dict(dash="dash", color="#e15759"))])
-    norm.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step",
-                       legend=dict(orientation="h", y=1.15))
-    st.plotly_chart(norm, key="interp_norm")
+    show_svg(svgplot.line_chart([svgplot.Series("|z|", np.arange(steps), ip.z_norm),
+                                svgplot.Series("typical |z| under the prior", [0, steps - 1], [typical, typical],
+                                               color=svgplot.PALETTE[1], dash=True, markers=False)],
+                               x_title="step", y_title="|z|", y_from_zero=True, test_id="interp-norm"))

@@ -5,9 +5,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ui.safe import plotly_text
+from ui.svgplot import CLASS_PALETTE
 
 SVG_MAX_POINTS = 2500  # up to this many points a scatter is SVG (go.Scatter), above it WebGL (go.Scattergl)
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+PALETTE = list(CLASS_PALETTE)
 
 
 def latent_map_figure(xy: np.ndarray, labels: np.ndarray | None = None, class_names: list[str] | None = None,
@@ -73,6 +74,23 @@ def curves_figure(history: list[dict], height: int = 280) -> go.Figure:
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.12, yanchor="bottom"))
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     return fig
+
+
+def curves_svg(history: list[dict], height: int = 230) -> str:
+    """curves_figure as inline SVG (three panels side by side, wrapping on narrow screens): for pages that show a
+    finished history, where a Plotly chart's mount (~100-150 ms of the browser's main thread) is not worth its zoom.
+    Up to 30 epochs each point has a tooltip; longer histories are lines only (markup the browser parses fast)."""
+    from ui import svgplot
+
+    epochs = [h["epoch"] for h in history]
+    panels = []
+    for term, title in (("recon", "reconstruction (nats)"), ("kl", "KL (nats)"), ("neg_elbo", "−ELBO (nats)")):
+        series = [svgplot.Series("train" if split == "train" else "held-out", epochs, [h.get(f"{split}_{term}") for h in history],
+                                 color=color, dash=split == "test", fmt=".2f", markers=len(history) <= 30)
+                  for split, color in (("train", svgplot.PALETTE[0]), ("test", svgplot.PALETTE[1]))]
+        panels.append(svgplot.line_chart(series, x_title="epoch", title=title, width=330, height=height))
+    cells = "".join(f'<div style="flex: 1 1 280px; min-width: 0;">{p}</div>' for p in panels)
+    return f'<div data-testid="history-curves" style="display: flex; flex-wrap: wrap; gap: 12px;">{cells}</div>'
 
 
 def kl_bars_figure(kl_per_dim: list[float], threshold: float, height: int = 240) -> go.Figure:

@@ -15,6 +15,9 @@ import torch
 from vae.applications import png_bytes
 
 
+SVG_IMAGE_INK = "#808495"  # text and axes of an SVG shown as an image: readable on light and dark backgrounds
+
+
 def img_tag(image: torch.Tensor | np.ndarray, width: int, title: str = "", test_id: str = "") -> str:
     """An <img> with the image inlined, its longer side drawn at `width` CSS pixels with crisp pixels."""
     data = png_bytes(image)
@@ -36,6 +39,21 @@ def show_image(image: torch.Tensor | np.ndarray, width: int = 224, caption: str 
     """One image with an optional caption under it."""
     cap = f'<div style="font-size: 0.8rem; color: inherit; opacity: 0.72; margin-top: 2px;">{html.escape(caption)}</div>' if caption else ""
     st.html(f"<div>{img_tag(image, width, caption, test_id)}{cap}</div>")
+
+
+def show_svg(markup: str, as_image: bool = False, test_id: str = "") -> None:
+    """Inline SVG built by ui.svgplot (every text in it escaped there). st.html's sanitiser removes <svg> elements, so
+    this goes through st.markdown's raw HTML: the markup is one line, so it is one HTML block, not markdown; its
+    text takes the theme's colour and its points show tooltips. `as_image` sends it as an <img> instead, for large
+    charts (1,000 points: the browser parses an image natively, where the markdown renderer's HTML parser spent
+    ~250 ms); an image has no tooltips and cannot follow the theme, so its text and axes are a grey that reads on both.
+    """
+    if as_image:
+        data = base64.b64encode(markup.replace("currentColor", SVG_IMAGE_INK).encode()).decode("ascii")
+        tid = f' data-testid="{html.escape(test_id)}"' if test_id else ""
+        st.html(f'<img src="data:image/svg+xml;base64,{data}" alt="chart"{tid} style="width: 100%; max-width: 100%;">')
+        return
+    st.markdown(markup.replace("\n", " "), unsafe_allow_html=True)
 
 
 def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | None = None, width: int = 84,

@@ -1,6 +1,7 @@
 """The application pages in a real browser: each opens, its main action produces its images, tables and files."""
 from __future__ import annotations
 
+import base64
 import io
 import re
 
@@ -51,9 +52,12 @@ def test_interpolate_strip_map_and_exports(page, app_url):
     assert page_errors(page) == []
     page.get_by_text("smooth transitions").first.wait_for()
     assert rendered_images(page, 3) >= 3  # both endpoints and the strip
-    charts = page.locator("[data-testid='stPlotlyChart']")  # Plotly charts load after the images
-    charts.nth(2).wait_for(timeout=30_000)
-    assert charts.count() == 3  # the path on the latent map, change per step, |z|
+    # inline SVG: the held-out map (1,000 points and the path's 10), change per step (a bar each), |z| (a point each)
+    src = page.locator("img[data-testid='interp-map']").get_attribute("src", timeout=30_000)
+    svg = base64.b64decode(src.split(",", 1)[1]).decode()
+    assert svg.count("<circle") == 1000 + 10 + 10  # points, path, class legend
+    assert page.locator("[data-testid='interp-change'] rect").count() == 9
+    assert page.locator("[data-testid='interp-norm'] circle").count() == 10
     screenshot(page, "app-interpolate")
     gif = Image.open(io.BytesIO(download(page, "Download animated GIF")))
     assert gif.format == "GIF" and gif.n_frames == 18  # 10 steps forwards, 8 back
@@ -61,6 +65,8 @@ def test_interpolate_strip_map_and_exports(page, app_url):
     assert strip.format == "PNG" and strip.width > 5 * strip.height
     choose(page, "slerp")
     assert page.get_by_text(re.compile("Along this slerp path")).count() == 1
+    page.locator("[data-testid='interp-norm'] circle").first.hover()  # a point's value as its tooltip
+    assert page.locator("[data-testid='interp-norm'] circle title").first.text_content().startswith("|z|: 0,")
     assert page_errors(page) == []
 
 

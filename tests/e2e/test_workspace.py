@@ -153,7 +153,7 @@ def test_first_five_minutes(tall_page, app_url, tmp_path):
     card = page.locator("[data-testid='stMarkdown'] table", has_text="reconstruction agreement")  # markdown table
     card.wait_for(timeout=60_000)
     assert "95.7%" in card.inner_text()
-    page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=60_000)  # the training history
+    page.locator("[data-testid='history-curves'] svg").nth(2).wait_for(timeout=60_000)  # the training history
     page.wait_for_timeout(1000)
     shots.append(screenshot(page, "first-home"))
     nav(page, "Train")
