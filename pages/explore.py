@@ -71,8 +71,9 @@ def model_kl_per_dim(active: state.ActiveModel) -> list[float] | None:
 
 def latent_sliders_ui(active: state.ActiveModel, dims: list[int]) -> np.ndarray:
     """The live latent control (ui/latent_control): sliders for `dims` and a 2-D pad, decoded in the browser while
-    dragging. Returns the whole z, (latent_dim,); a release updates st.session_state["explore_z"] and re-runs the page."""
-    return latent_control(active, "explore_z", key="explore_live", dims=dims,
+    dragging. Returns the whole z, (latent_dim,); a release updates st.session_state["explore_z"] and re-runs
+    live_ui, the fragment that draws everything following z (the page around it does not change with z)."""
+    return latent_control(active, "explore_z", key="explore_live", dims=dims, fragment=False, release_scope="fragment",
                           on_change=lambda: st.session_state.update(explore_source="set with the live control"))
 
 
@@ -140,6 +141,7 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         z = latent_sliders_ui(active, dims)
+    links.write("z", z.tolist())  # a release re-runs only this fragment: the link follows z here
     with right:
         st.markdown(f"**{st.session_state.get('explore_source', '')}**")
         shown = ", ".join(f"{zname(d)}={z[d]:+.2f}" for d in range(min(L, 4)))

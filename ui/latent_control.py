@@ -201,7 +201,8 @@ def _callbacks(key: str, value_key: str, latent_dim: int, on_change: Callable[[]
 
 
 def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int] | None, pad: bool,
-            projection, image_px: int, pad_px: int, on_change: Callable[[], None] | None, pad_labels=None) -> None:
+            projection, image_px: int, pad_px: int, on_change: Callable[[], None] | None, pad_labels=None,
+            release_scope: str = "app") -> None:
     payload = model_payload(active.key, active)
     pad_json = None
     if pad and active.config.latent_dim >= 2:
@@ -232,13 +233,14 @@ def _render(active: state.ActiveModel, value_key: str, key: str, dims: list[int]
     _component(key=key, data=[data], **_callbacks(key, value_key, L, on_change))
     released = st.session_state.pop(f"_latent_control_released:{key}", False)
     ctx = get_script_run_ctx()
-    if released and ctx is not None and ctx.fragment_ids_this_run:
+    if released and release_scope == "app" and ctx is not None and ctx.fragment_ids_this_run:
         st.rerun(scope="app")  # a release re-ran only this fragment: run the page so everything follows z
 
 
 def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None = None, dims: list[int] | None = None,
                    pad: bool = True, projection=None, image_px: int = 196, pad_px: int = 280,
-                   on_change: Callable[[], None] | None = None, pad_labels=None, fragment: bool = True) -> np.ndarray:
+                   on_change: Callable[[], None] | None = None, pad_labels=None, fragment: bool = True,
+                   release_scope: str = "app") -> np.ndarray:
     """Draw the live control for the active model; returns this run's z (L,), also st.session_state[value_key].
 
     dims: which dimensions get a slider (all when None; [] for none); the others keep their values. The pad shows
@@ -256,12 +258,18 @@ def latent_control(active: state.ActiveModel, value_key: str, *, key: str | None
     on a new layer), the full run's unsent outer deltas are dropped from the send queue while the nested fragment's
     deltas after them are kept, and the browser, given an element past the end of a block it has just built,
     throws "Bad delta path index" inside React's state update: the whole page goes blank (issue 11).
+
+    release_scope="fragment" (with fragment=False, inside the caller's fragment) lets a release re-run only the
+    caller's fragment, for a page whose every z-dependent part is in that fragment (Explore): one short run per
+    release instead of the control's run followed by the whole page's.
     """
+    if release_scope not in ("app", "fragment"):
+        raise ValueError(f"release_scope is 'app' or 'fragment', not {release_scope!r}")
     key = key or f"{value_key}_control"
     if "__" in key:
         raise ValueError("the control's key must not contain '__' (Streamlit's event delimiter)")
     z = current_z(value_key, active.config.latent_dim)
     dims = None if dims is None else [int(d) for d in dims]
     render = st.fragment(_render) if fragment else _render
-    render(active, value_key, key, dims, pad, projection, image_px, pad_px, on_change, pad_labels)
+    render(active, value_key, key, dims, pad, projection, image_px, pad_px, on_change, pad_labels, release_scope)
     return z
