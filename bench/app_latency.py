@@ -14,7 +14,7 @@ Train page's defaults, run after run ("another tab trains"), and the last one wh
    slider. With --gc both, the slider rows are measured once more with Streamlit's post-run gc.collect on.
 3. Latent map: on /map with all 5,000 mnist5k points, switching the model in the sidebar until the map (ui/scatter)
    has painted the new model's 5,000 points and a frame is painted (first switch to a model = encode + PCA; later
-   switches hit the caches). Timed from Python from the click on the menu option (a few ms of playwright).
+   switches hit the caches). Timed in the page, from the pointer pressed on the menu option to the paint.
 4. Open a page: a click on a sidebar link until the page's title is shown and its script run has finished, over
    home, explore, map, reconstruct, interpolate, generate and denoise; idle, while another tab trains, and while
    this tab trains (opens that end within the shortest default run, measured first, after Start).
@@ -23,7 +23,8 @@ Train page's defaults, run after run ("another tab trains"), and the last one wh
 Targets (issue 13, at load average <= 1.5): cold start <= 3 s; release round trip p95 <= 100 ms; map switch
 (cached) p95 <= 300 ms; open a page while this tab trains <= 1 s, idle <= 500 ms; resident memory <= 600 MB.
 The machine is shared: every figure is noisy, the load average is printed with each; run it twice before
-believing a difference.
+believing a difference. Before each idle measure the bench waits (up to 2 min) for the load average to fall to 1.5,
+the condition the targets are set at.
 """
 from __future__ import annotations
 
@@ -49,6 +50,17 @@ SUMMARY: list[tuple[str, str, str]] = []  # (measure, figure, load average) for 
 
 def load() -> float:
     return os.getloadavg()[0]
+
+
+def settle(note: str, below: float = 1.5, max_s: float = 120.0) -> None:
+    """Idle rows only: wait (at most max_s) for the 1-minute load average to fall to `below`, the issue's condition
+    for its targets; the bench's own cold starts and page rounds raise it, and it decays over about a minute."""
+    if note != "idle":
+        return
+    t0 = time.monotonic()
+    while load() > below and time.monotonic() - t0 < max_s:
+        time.sleep(2)
+    print(f"  (waited {time.monotonic() - t0:.0f} s for load average <= {below}: now {load():.2f})", flush=True)
 
 
 def stats(name: str, ms: list[float], target: str = "", row: str = "") -> None:
@@ -136,6 +148,10 @@ MAP_DRAWN = """([stem, n]) => {
 }"""
 
 
+ARM_POINTERDOWN = """() => { window.__down = null;
+    document.addEventListener('pointerdown', () => { window.__down = performance.now(); }, {capture: true, once: true}); }"""
+
+
 def map_latency(page, url: str, rounds: int) -> tuple[list[float], list[float]]:
     open_page(page, f"{url}/map")
     page.wait_for_function("() => window.__mapScatter?.stats?.paints?.length", timeout=60_000)
@@ -149,11 +165,13 @@ def map_latency(page, url: str, rounds: int) -> tuple[list[float], list[float]]:
     for r in range(rounds):
         for stem, title in models:
             option = open_model_menu(page, stem)
-            t0 = time.perf_counter()
+            page.evaluate(ARM_POINTERDOWN)
             option.click()
             page.wait_for_function(MAP_DRAWN, arg=[stem, 5000], timeout=60_000, polling="raf")
-            page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
-            ms = (time.perf_counter() - t0) * 1000
+            # in the page: the pointer pressed on the option -> the new layer's paint (ui/scatter draws in a frame's
+            # requestAnimationFrame callback, so the frame shows it). Timed from Python instead, the same switches
+            # read 50-190 ms longer: playwright's checks before it dispatches the click, and its polling.
+            ms = page.evaluate("() => window.__mapScatter.stats.paints.at(-1).t - window.__down")
             (later if stem in seen else first).append(ms)
             seen.add(stem)
             page.wait_for_selector(READY, timeout=30_000)
@@ -344,6 +362,7 @@ def cold_starts(browser, n: int) -> None:
 
 
 def measure_rows(page, url: str, args, note: str, pid: int | None) -> None:
+    settle(note)
     c0 = cpu_s(pid)
     opens = page_opens(page, url, args.page_rounds)
     every = [ms for v in opens.values() for ms in v]
@@ -352,6 +371,7 @@ def measure_rows(page, url: str, args, note: str, pid: int | None) -> None:
     print("  open a page, per page p50: " + ", ".join(f"/{p} {np.percentile(v, 50):.0f}" for p, v in opens.items())
           + " ms", flush=True)
     stats(f"open a page ({note})", every, "<= 500 ms idle", row=f"open a page, {note}")
+    settle(note)
     c0 = cpu_s(pid)
     server, live = slider_latency(page, url, args.repeats)
     print(f"  server CPU per slider release: {(cpu_s(pid) - c0) / (args.repeats + 2) * 1000:.0f} ms "
@@ -361,6 +381,7 @@ def measure_rows(page, url: str, args, note: str, pid: int | None) -> None:
     if live:
         stats(f"slider -> live control's canvas painted, decoded in the browser ({note})", live, "p95 <= 100 ms",
               row=f"slider -> in-browser decode painted, {note}")
+    settle(note)
     c0 = cpu_s(pid)
     first, later = map_latency(page, url, args.map_rounds)
     print(f"  server CPU per map model switch: {(cpu_s(pid) - c0) / (2 * args.map_rounds) * 1000:.0f} ms "

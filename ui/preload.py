@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from typing import Any, AsyncIterator
@@ -22,6 +23,15 @@ _LOG = logging.getLogger("ui.preload")
 _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None
 STEPS: list[tuple[str, float]] = []  # (step, seconds it took), in order; the log prints them too
+# The GIL's switch interval in the server, 1 ms instead of Python's 5. A page's torch call releases and re-takes the
+# GIL at every op; while another thread runs Python (the event loop serialising the run's earlier messages), each
+# re-take waits up to the interval. Measured: decoding one z beside a busy Python thread took p50 106 ms at 5 ms and
+# 0.35 ms at 1 ms (0.6 ms alone); on Explore the release's server decode took 8-100 ms in the server.
+SWITCH_INTERVAL = 0.001
+# torch's intra-op threads in the server: 1. Pages run small batches (one z, a traversal, 1,000 held-out images), where a
+# second OpenMP thread mostly waits for a core that Chromium or another session holds: decoding one z beside one busy
+# process took p95 18 ms with 2 threads, 1.1 ms with 1 (p50 0.8 ms both). Training runs set 1 thread already.
+TORCH_THREADS = 1
 
 
 class _NoContextWarning(logging.Filter):
@@ -36,6 +46,7 @@ def start() -> threading.Thread:
     global _THREAD
     with _LOCK:
         if _THREAD is None:
+            sys.setswitchinterval(SWITCH_INTERVAL)
             from streamlit.logger import get_logger
 
             get_logger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_NoContextWarning())
@@ -68,8 +79,9 @@ def warm() -> None:
     """Imports, the default model, its data set, held-out latents and projection, the browser's decoder, figures."""
     try:
         t = time.perf_counter()
-        import torch  # noqa: F401 - the largest import: 2-3 s here
+        import torch  # the largest import: 2-3 s here
 
+        torch.set_num_threads(TORCH_THREADS)
         t = _step("import torch", t)
         from ui import plots, state, widgets  # noqa: F401 - vae, numpy, plotly.graph_objects, PIL's users
 

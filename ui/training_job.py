@@ -32,7 +32,7 @@ TRAIN_NICE = 5
 TRAIN_SWITCH_INTERVAL = 0.001
 _running = 0
 _running_lock = threading.Lock()
-_switch_interval = sys.getswitchinterval()
+_switch_interval = sys.getswitchinterval()  # what to restore when the last run ends (read when the first starts)
 _ids = itertools.count(1)
 
 
@@ -85,8 +85,10 @@ def lower_thread_priority(nice: int) -> bool:
 
 def _training(delta: int) -> None:
     """Count the runs going in this process; the GIL's switch interval is short while there is one."""
-    global _running
+    global _running, _switch_interval
     with _running_lock:
+        if _running == 0 and delta > 0:
+            _switch_interval = sys.getswitchinterval()
         _running += delta
         sys.setswitchinterval(TRAIN_SWITCH_INTERVAL if _running else _switch_interval)
 
