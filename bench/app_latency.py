@@ -139,6 +139,31 @@ def open_model_menu(page, stem: str):
     return option
 
 
+PICKER_SHOWS = """(stem) => {
+    const box = document.querySelector("[data-testid='stSidebar'] [data-testid='stSelectbox']");
+    // the chosen label is the value of the box's combobox input, not text
+    return !!box && (box.innerText + " " + [...box.querySelectorAll("input")].map(i => i.value).join(" ")).includes(stem);
+}"""
+
+
+def pick_model(page, stem: str, tries: int = 4) -> None:
+    """Choose a model in the sidebar's picker, the pointer's press on the option recorded as window.__down. A rerun
+    landing as the option is clicked (another tab's training makes them slow) can swallow the click: the picker
+    still names the old model after 15 s, so open it and click again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        option = open_model_menu(page, stem)
+        page.evaluate(ARM_POINTERDOWN)
+        option.click()
+        try:
+            page.wait_for_function(PICKER_SHOWS, arg=stem, timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise RuntimeError(f"the model picker never took {stem}")
+
+
 MAP_DRAWN = """([stem, n]) => {
     // pages/map.py draws with ui/scatter: its layer says which model's map it is and how many points it holds
     const sc = window.__mapScatter && window.__mapScatter.instances.map_scatter;
@@ -155,18 +180,25 @@ ARM_POINTERDOWN = """() => { window.__down = null;
 def map_latency(page, url: str, rounds: int) -> tuple[list[float], list[float]]:
     open_page(page, f"{url}/map")
     page.wait_for_function("() => window.__mapScatter?.stats?.paints?.length", timeout=60_000)
-    open_model_menu(page, "mnist5k-mlp-z2").click()  # the app opens on mnist5k-mlp-z32: start from z2
+    pick_model(page, "mnist5k-mlp-z2")  # the app opens on mnist5k-mlp-z32: start from z2
     page.wait_for_selector(READY, timeout=60_000)
-    page.get_by_text("Training + held-out sets").click()
+    for _ in range(4):  # a rerun landing as the radio is clicked can swallow the click: click until it is checked
+        page.get_by_text("Training + held-out sets").click()
+        try:
+            page.get_by_role("radio", name="Training + held-out sets").wait_for(state="attached", timeout=5_000)
+            page.wait_for_function("() => [...document.querySelectorAll('input[type=radio]')].some(r => r.checked "
+                                   "&& r.closest('label')?.innerText.includes('Training + held-out sets'))",
+                                   timeout=15_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: try again
+            continue
     page.wait_for_function(MAP_DRAWN, arg=["mnist5k-mlp-z2", 5000], timeout=60_000, polling="raf")
     first, later = [], []
     models = [("mnist5k-mlp-z16", "PC 1"), ("mnist5k-mlp-z2", "z₁")]  # the titles: PCA, or t-SNE once it is ready
     seen = {"mnist5k-mlp-z2"}
     for r in range(rounds):
         for stem, title in models:
-            option = open_model_menu(page, stem)
-            page.evaluate(ARM_POINTERDOWN)
-            option.click()
+            pick_model(page, stem)
             page.wait_for_function(MAP_DRAWN, arg=[stem, 5000], timeout=60_000, polling="raf")
             # in the page: the pointer pressed on the option -> the new layer's paint (ui/scatter draws in a frame's
             # requestAnimationFrame callback, so the frame shows it). Timed from Python instead, the same switches
@@ -391,8 +423,7 @@ def measure_rows(page, url: str, args, note: str, pid: int | None) -> None:
     stats(f"latent map, 5,000 points, cached model switch ({note})", later, "p95 <= 300 ms",
           row=f"latent map, 5,000 points, cached model switch, {note}")
     # leave the default model current for what follows
-    option = open_model_menu(page, DEFAULT_MODEL)
-    option.click()
+    pick_model(page, DEFAULT_MODEL)
     page.wait_for_selector(READY, timeout=60_000)
 
 
