@@ -494,3 +494,25 @@ def test_sidebar_opens_an_uploaded_checkpoint_and_refuses_a_bad_one(checkpoint_d
     assert at.session_state["model_key"].startswith("upload:")
     assert model_picker(at).options == ["friend · uploaded", "mnist5k-mlp-z2 · 2-D map & manifold"]
     assert model_picker(at).value == at.session_state["model_key"]
+
+
+def test_pages_do_not_import_pandas_into_the_server():
+    """Streamlit scans a component's dict data for data frames, and that check imports pandas and pyarrow (~70 MB,
+    0.6 s): the latent control and the map's scatter send their data as a list. Run in a fresh interpreter, the pages
+    with components (Explore, the map) and the home page leave pandas out."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file("app.py", default_timeout=180).run()
+        for page in ("explore", "map"):
+            at.switch_page(f"pages/{page}.py").run()
+            assert not at.exception, [e.message for e in at.exception]
+        print(sorted(m for m in ("pandas", "pyarrow") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

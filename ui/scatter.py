@@ -133,4 +133,6 @@ def scatter_map(key: str, layer: Layer, atlas_id: str | None = None, atlas: Call
     # The atlas follows the layer: first paint is not held up by megabytes of thumbnails.
     if atlas_id and atlas is not None and layer.id in held and atlas_id not in held:
         data["atlas"] = {**atlas(), "id": atlas_id}
-    _component(key=key, data=data, **_callbacks(key, on_pick, on_select))
+    # Sent as a one-element list, like the latent control's: for a dict Streamlit scans the values for data frames,
+    # and that check imports pandas and pyarrow into the server (~70 MB, 0.6 s) on the first map.
+    _component(key=key, data=[data], **_callbacks(key, on_pick, on_select))

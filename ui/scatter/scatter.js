@@ -503,7 +503,8 @@ class Controller {
 }
 
 export default function (component) {
-  const { data, parentElement, setStateValue, setTriggerValue } = component;
+  const { parentElement, setStateValue, setTriggerValue } = component;
+  const data = Array.isArray(component.data) ? component.data[0] : component.data; // Python sends [data]
   let ctl = CONTROLLERS.get(parentElement);
   if (!ctl) {
     ctl = new Controller(parentElement);
