@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from PIL import Image
 
 import vae.data as data
 from vae.data import DataError, load_dataset, preprocess_image
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (train size, test size, image shape, number of classes)
 OFFLINE = {
@@ -319,3 +322,22 @@ def test_hostile_fixtures_are_what_they_claim(fixtures_dir, monkeypatch):
 def test_blank_image_is_refused_in_digit_style(value):
     with pytest.raises(DataError, match="blank"):
         preprocess_image(_png_bytes(np.full((30, 30), value, np.uint8)), (1, 28, 28), digit_style=True)
+
+
+def test_digits_are_sklearns_without_importing_it():
+    """digits is read from scikit-learn's file without importing sklearn (~112 MB in the app's server); the images
+    and labels are load_digits()'s."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    code = "import sys, vae.data as d; d.load_dataset('digits'); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-1000:]
+    ref = load_digits()
+    ds = load_dataset("digits")
+    both = np.concatenate([ds.x_train.numpy(), ds.x_test.numpy()]).reshape(-1, 64)
+    labels = np.concatenate([np.asarray(ds.y_train), np.asarray(ds.y_test)])
+    theirs = {(tuple(row), int(t)) for row, t in zip((ref.images / 16.0).reshape(-1, 64).astype(np.float32), ref.target)}
+    assert len(both) == len(ref.target) and {(tuple(r), int(t)) for r, t in zip(both, labels)} == theirs

@@ -72,10 +72,17 @@ def _mnist5k(**_) -> Dataset:
 
 
 def _digits(**_) -> Dataset:
-    from sklearn.datasets import load_digits
+    # scikit-learn's 1,797 8x8 digits: its load_digits() reads this file with np.loadtxt too, but importing
+    # sklearn.datasets costs the app's server ~112 MB resident; the file is found without importing it.
+    import importlib.util
 
-    d = load_digits()
-    return _split("digits", (d.images / 16.0).reshape(-1, 1, 8, 8), d.target, 297, classes=DIGIT_CLASSES)
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("digits is read from the scikit-learn package, which is not installed: pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+    return _split("digits", (images / 16.0).reshape(-1, 1, 8, 8), target, 297, classes=DIGIT_CLASSES)
 
 
 # ---------------------------------------------------------------- shapes: dSprites-like sprites with known factors
