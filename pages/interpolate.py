@@ -76,7 +76,7 @@ with on_map:
         overlays=[svgplot.Series(f"{method} path", path[:, 0], path[:, 1], color="currentColor", fmt=".2f",
                                  text=[a_label] + [""] * (steps - 2) + [b_label])],
         x_title="z₁" if proj.method == "identity" else "PC 1", y_title="z₂" if proj.method == "identity" else "PC 2",
-        ), as_image=True, test_id="interp-map")
+        tooltips=False), as_image=True, test_id="interp-map")
     if proj.method == "pca":
         st.caption(f"The held-out codes projected on their first two principal components "
                    f"({proj.explained.sum():.0%} of the variance); the path is projected the same way.")

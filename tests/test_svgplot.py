@@ -67,3 +67,14 @@ def test_scatter_keeps_equal_units_and_colours_by_class():
     path = svgplot.Series("path", [0, 10], [0, 1], text=["A", "B"])
     with_path = svgplot.scatter_chart(xy, overlays=[path])
     assert len(_points(with_path)) == 1 and ">A</text>" in with_path and ">B</text>" in with_path
+
+
+def test_svg_is_a_standalone_document():
+    """Shown as an <img> (ui.widgets.show_svg(as_image=True)) the SVG is parsed as a file: it needs its namespace and
+    must be well-formed XML."""
+    import xml.etree.ElementTree as ET
+
+    svg = svgplot.scatter_chart([(0, 0), (1, 1)], labels=[0, 1], class_names=["a & b", "<c>"],
+                                overlays=[svgplot.Series("p", [0, 1], [0, 1], text=["A", "B"])])
+    root = ET.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"

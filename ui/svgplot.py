@@ -121,7 +121,7 @@ class _Frame:
 
     def svg(self, test_id: str = "") -> str:
         tid = f' data-testid="{html.escape(test_id)}"' if test_id else ""
-        return (f'<svg viewBox="0 0 {self.w} {self.h}" width="100%" role="img"{tid} '
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.w} {self.h}" width="100%" role="img"{tid} '
                 f'style="max-width: {self.w}px; {FONT}; fill: currentColor; overflow: visible">'
                 + "".join(self.parts) + "</svg>")
 
@@ -162,9 +162,11 @@ def _draw(f: _Frame, s: Series, r: float = 2.6) -> None:
 
 
 def scatter_chart(xy, labels=None, class_names: Sequence[str] | None = None, overlays: Sequence[Series] = (),
-                  x_title: str = "", y_title: str = "", width: int = 560, height: int = 440, test_id: str = "") -> str:
+                  x_title: str = "", y_title: str = "", width: int = 560, height: int = 440, test_id: str = "",
+                  tooltips: bool = True) -> str:
     """Points (N, 2) coloured by class (the Plotly maps' palette), equal units on both axes, with lines drawn over
-    them (a path, say). Each point's tooltip is its class and row number. Meant for up to a few thousand points."""
+    them (a path, say). Each point's tooltip is its class and row number (tooltips=False for an SVG shown as an
+    image, which has none: half the markup). Meant for up to a few thousand points."""
     pts = [(float(a), float(b)) for a, b in xy]
     over = [(float(x), float(y)) for s in overlays for x, y in zip(s.x, s.y) if y is not None]
     allp = pts + over
@@ -189,8 +191,8 @@ def scatter_chart(xy, labels=None, class_names: Sequence[str] | None = None, ove
         c = int(labels[i]) if labels is not None else None
         color = CLASS_PALETTE[c % len(CLASS_PALETTE)] if c is not None else PALETTE[0]
         tip = f"{name(c)} · #{i}" if c is not None else f"#{i}"
-        f.parts.append(f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="2.5" fill="{color}" fill-opacity="0.75">'
-                       f"<title>{html.escape(tip)}</title></circle>")
+        dot = f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="2.5" fill="{color}" fill-opacity="0.75"'
+        f.parts.append(f"{dot}><title>{html.escape(tip)}</title></circle>" if tooltips else f"{dot}/>")
     for s in overlays:
         _draw(f, s, r=3.5)
     return f.svg(test_id)

@@ -53,7 +53,11 @@ def test_interpolate_strip_map_and_exports(page, app_url):
     page.get_by_text("smooth transitions").first.wait_for()
     assert rendered_images(page, 3) >= 3  # both endpoints and the strip
     # inline SVG: the held-out map (1,000 points and the path's 10), change per step (a bar each), |z| (a point each)
-    src = page.locator("img[data-testid='interp-map']").get_attribute("src", timeout=30_000)
+    chart = page.locator("img[data-testid='interp-map']")
+    # the browser decoded it (a standalone SVG needs its namespace; without it the image was broken)
+    page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=chart.element_handle(timeout=30_000),
+                           timeout=30_000)
+    src = chart.get_attribute("src")
     svg = base64.b64decode(src.split(",", 1)[1]).decode()
     assert svg.count("<circle") == 1000 + 10 + 10  # points, path, class legend
     assert page.locator("[data-testid='interp-change'] rect").count() == 9
