@@ -61,6 +61,19 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def wait_for_preload(log: Path, timeout: float = 120.0) -> bool:
+    """Wait until the server's start-up work (ui/preload.py) has logged its last step, then 2 s: "start" is the
+    memory of a server ready for its first user, not one caught half-way through importing torch (534-602 MB)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if "preload: first figures" in text or "preload failed" in text:
+            time.sleep(2.0)
+            return True
+        time.sleep(0.25)
+    return False
+
+
 class MemoryWatch(threading.Thread):
     """Samples the server's resident memory twice a second."""
 
@@ -301,9 +314,11 @@ def main() -> None:
     print(f"soak: {args.contexts} contexts x {args.minutes:g} min; load average at start {os.getloadavg()}", flush=True)
     runs = Path(tempfile.mkdtemp(prefix="soak-runs-"))
     os.environ.update(VAE_EXPLORER_DATA_ROOT=str(folder.parent), VAE_EXPLORER_RUNS=str(runs))
-    with serve("app.py", log=ROOT / "artifacts" / "soak-server.log") as url:
+    log = ROOT / "artifacts" / "soak-server.log"
+    with serve("app.py", log=log) as url:
         pid = server_pid(int(url.rsplit(":", 1)[1]))
-        time.sleep(3)
+        warmed = wait_for_preload(log)
+        print(f"  server warmed (default model, its data set and latents loaded): {warmed}", flush=True)
         watch = MemoryWatch(pid)
         watch.start()
         time.sleep(1)

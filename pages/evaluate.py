@@ -4,7 +4,6 @@ compared on the same held-out images; the article's 'probabilistic inference', '
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -13,6 +12,7 @@ import vae
 from ui import applications_ui as ui
 from ui import plots, quality, runs, safe, state
 from ui.safe import md
+from ui.widgets import table
 from vae import applications as apps
 from vae.semi import is_m2
 
@@ -93,12 +93,10 @@ with this:
             rows = ui.run_with_progress(key, "Fitting logistic regressions…",
                                         lambda p: apps.probes(active.model, data, budgets, progress=p))
         if rows is not None:
-            table = pd.DataFrame([{"labels per class": str(r["labels_per_class"] or "all"),
-                                   "labelled images": r["n_labels"],
-                                   f"accuracy on {L}-D latent means": r["latent"],
-                                   f"accuracy on {int(np.prod(data.shape))} pixels": r["pixels"]} for r in rows])
-            st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                                  for c in table.columns[2:]})
+            on_latent, on_pixels = f"accuracy on {L}-D latent means", f"accuracy on {int(np.prod(data.shape))} pixels"
+            table([{"labels per class": str(r["labels_per_class"] or "all"), "labelled images": r["n_labels"],
+                    on_latent: r["latent"], on_pixels: r["pixels"]} for r in rows],
+                  formats={on_latent: ".1%", on_pixels: ".1%"})
             few = rows[0]
             st.caption(f"Semi-supervised: the VAE learned from all {len(data.x_train)} images without labels; with "
                        f"{few['n_labels']} labels a classifier on its {L} features scores {few['latent']:.0%}, on the "
@@ -121,8 +119,8 @@ with this:
         fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, key="eval_mig")
         best = mi.argmax(axis=0)  # (F,) the most informative latent of each factor
-        st.dataframe(pd.DataFrame({"factor": data.factor_names, "most informative latent": [f"z{b + 1}" for b in best],
-                                   "MIG": s.mig["per_factor"]}), hide_index=True)
+        table([{"factor": f, "most informative latent": f"z{b + 1}", "MIG": g}
+               for f, b, g in zip(data.factor_names, best, s.mig["per_factor"])], formats={"MIG": ".3f"})
 
 with other:
     # A and B: any model of this tab (its runs, uploads) or a checkpoint file; A defaults to the current model, B to a
@@ -200,10 +198,8 @@ with other:
         rows["reconstruction agreement (%)"] = tuple(100 * f.result() for f in agree)
     else:
         quality.wait_ui(active), quality.wait_ui(b_model)
-    table = pd.DataFrame({"metric": list(rows), f"A: {active.label}": [v[0] for v in rows.values()],
-                          f"B: {b_model.label}": [v[1] for v in rows.values()]})
-    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                                          for c in table.columns[1:]})
+    col_a, col_b = f"A: {active.label}", f"B: {b_model.label}"
+    table([{"metric": name, col_a: a, col_b: b} for name, (a, b) in rows.items()], formats={col_a: ".4g", col_b: ".4g"})
     maps = st.columns(2)
     for col, m in zip(maps, (active, b_model)):
         with col:

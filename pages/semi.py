@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -12,7 +11,7 @@ import torch
 import vae
 from ui import safe, semi_ui, state
 from ui.safe import md
-from ui.widgets import show_image
+from ui.widgets import show_image, table
 from vae.data import grid
 from vae.semi import PAPER_ERRORS, compare_on_labels, style_agreement, style_grid
 
@@ -82,10 +81,8 @@ rows = bench_rows()
 st.subheader("Accuracy against the label budget", anchor=False)
 if rows:
     st.plotly_chart(budget_figure(rows), key="semi_budget")
-    table = pd.DataFrame([{"labels": r["labels"], "method": r["method"],
-                           "accuracy %": f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}",
-                           "M2 training (s)": f"{r['seconds']:.0f}" if r.get("seconds") else "–"} for r in rows])
-    st.dataframe(table, hide_index=True)
+    table([{"labels": r["labels"], "method": r["method"], "accuracy %": f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}",
+            "M2 training (s)": f"{r['seconds']:.0f}" if r.get("seconds") else "–"} for r in rows])
     st.caption("`python bench/semi_supervised.py`: mnist5k (4,000 training / 1,000 held-out images), three seeds "
                "of the labelled subset, the same labels for the three methods; ± is the standard deviation. The "
                "paper's curves used 50,000 unlabelled MNIST images (table 1).")

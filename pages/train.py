@@ -17,7 +17,7 @@ from ui import quality, run_record, runs, safe, state, user_data
 from ui.plots import curves_figure, kl_bars_figure, latent_map_figure, overlay_figure
 from ui.safe import md
 from ui.training_job import TrainingJob
-from ui.widgets import show_image
+from ui.widgets import show_image, table
 from vae.checkpoint import CheckpointError, checkpoint_target
 from vae.metrics import COLLAPSE_NATS, collapsed_dims
 from vae.names import MAX_NAME_CHARS, default_name
@@ -233,8 +233,7 @@ def runs_ui() -> None:
                      "agreement": agreement or "–", "seconds": m.get("seconds"),
                      "weights": f"saved as {Path(run.saved_as).name}" if run.saved_as else
                      ("kept" if run.model_key else "dropped (memory cap)")})
-    st.dataframe(rows, hide_index=True, column_config={"held-out −ELBO": st.column_config.NumberColumn(format="%.1f"),
-                                                       "seconds": st.column_config.NumberColumn(format="%.1f")})
+    table(rows, formats={"held-out −ELBO": ".1f", "seconds": ".1f"})
     ids = list(all_runs)
     # keyed by the newest run: a new run starts a fresh selection with the two newest ticked
     ticked = st.multiselect("Overlay the curves of", ids, default=ids[-2:], format_func=lambda i: all_runs[i].title(),

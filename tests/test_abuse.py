@@ -81,6 +81,17 @@ def test_md_shows_user_text_literally():
         assert f"\\{ch}" in safe.md(ch)
 
 
+def test_tables_escape_cells_format_numbers_and_keep_their_columns():
+    from ui.widgets import table_markdown
+
+    text = table_markdown([{"run": f"a|b {HOSTILE}", "loss": 103.456, "note": None},
+                           {"run": "plain", "loss": None, "note": "x"}], formats={"loss": ".1f"})
+    head, rule, first, second = text.splitlines()
+    assert head == "| run | loss | note |" and rule == "|---|---:|---|"  # the numeric column is right-aligned
+    assert first == rf"| a\|b {safe.md(HOSTILE)} | 103.5 | – |" and second == "| plain | – | x |"
+    assert all(row.count("|") - row.count(r"\|") == 4 for row in text.splitlines())  # a "|" in a cell splits nothing
+
+
 def test_error_messages_carry_no_server_path(tmp_path):
     path = ROOT / "checkpoints" / ("模" * 80 + ".safetensors")
     assert safe.error(OSError(errno.ENAMETOOLONG, "File name too long", str(path))) == "File name too long"

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,14 +54,33 @@ def test_adam_skips_parameters_without_gradients():
     assert float(opt.steps[0]) == 1 and float(opt.steps[1]) == 0
 
 
+def test_lbfgs_finds_the_minimum_of_a_quadratic_and_of_rosenbrock():
+    from vae.metrics import lbfgs
+
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.normal(size=(30, 30)))
+    h = a @ a.T + 0.1 * torch.eye(30, dtype=torch.float64)  # positive definite, condition number ~10^4
+    b = torch.from_numpy(rng.normal(size=30))
+    x = lbfgs(lambda x: (float(0.5 * x @ h @ x - b @ x), h @ x - b), torch.zeros(30), iterations=500, gtol=1e-10, ftol=0.0)
+    assert torch.allclose(x, torch.linalg.solve(h, b), atol=1e-6)
+
+    def rosenbrock(v):
+        x, y = float(v[0]), float(v[1])
+        return (1 - x) ** 2 + 100 * (y - x * x) ** 2, torch.tensor([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)],
+                                                                    dtype=torch.float64)
+
+    assert torch.allclose(lbfgs(rosenbrock, torch.tensor([-1.2, 1.0]), iterations=200), torch.ones(2, dtype=torch.float64),
+                          atol=1e-4)
+
+
 def test_adam_refuses_no_parameters():
     with pytest.raises(ValueError):
         Adam([], lr=0.1)
 
 
-def test_training_and_reader_never_import_dynamo():
-    """torch.optim's first use imports torch._dynamo (+1.9 s, +160 MB in the server): fit() and the pixel reader
-    must not use it."""
+def test_training_and_reader_never_import_dynamo_or_scipy():
+    """torch.optim's first use imports torch._dynamo (+1.9 s, +160 MB in the server) and scipy.optimize costs ~40 MB
+    that stay: fit() and the pixel reader use neither."""
     code = textwrap.dedent("""
         import sys
         import torch
@@ -72,7 +92,7 @@ def test_training_and_reader_never_import_dynamo():
         fit(model, data, TrainConfig(dataset="digits", epochs=1, batch_size=256, threads=1))
         reader = pixel_classifier(data.x_train, data.y_train, iterations=20)
         assert reader.score(data.x_test, data.y_test) > 0.5
-        print(sorted(m for m in sys.modules if m.startswith(("torch._dynamo", "sympy"))))
+        print(sorted(m for m in sys.modules if m.startswith(("torch._dynamo", "sympy", "scipy"))))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from vae.explore import fit_projection
-from vae.projections import (LinearMap, NeighbourMap, ProjectionError, class_counts, direction, direction_name,
-                             fit_map, relative_error, selection_mean, umap)
+from vae.projections import (BRUTE_FORCE_QUERIES, LinearMap, NeighbourMap, ProjectionError, class_counts, direction,
+                             direction_name, fit_map, fit_map_arrays, relative_error, selection_mean, umap)
 
 
 def manifold(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +39,29 @@ def test_inverse_at_a_data_point_returns_its_mu_and_transform_of_its_mu_its_plac
     z = m.inverse(np.array([[0.3, -0.4], [10.0, 10.0]]))  # anywhere, even off the data: a blend of real mu
     assert z.shape == (2, 8) and np.isfinite(z).all()
     assert (z.min(axis=0) >= mu.min(axis=0) - 1e-6).all() and (z.max(axis=0) <= mu.max(axis=0) + 1e-6).all()
+
+
+@pytest.mark.parametrize("space", ["map", "latent"])
+def test_few_queries_by_brute_force_find_the_tree_s_neighbours(space):
+    """The server's few queries skip scipy's tree: same neighbours, same distances, nearest first."""
+    mu, uv = manifold(2000, seed=3)
+    m = NeighbourMap(mu + 50.0, uv * 1000.0 + 1e4, "tsne")  # far from the origin: the expansion loses digits there
+    pts = m.xy if space == "map" else m.mu
+    rng = np.random.default_rng(4)
+    q = np.concatenate([pts[:5].astype(np.float64), pts[5:20] + rng.normal(0, pts.std() / 30, (15, pts.shape[1]))])
+    assert len(q) <= BRUTE_FORCE_QUERIES
+    dist, idx = m._query(space, q, 8)
+    t_dist, t_idx = m._tree(space).query(q, k=list(range(1, 9)))
+    assert np.array_equal(idx, t_idx) and np.allclose(dist, t_dist, rtol=1e-9, atol=1e-9)
+    assert (np.diff(dist, axis=1) >= 0).all() and np.array_equal(idx[:5, 0], np.arange(5))
+
+
+def test_a_map_fitted_in_the_worker_brings_its_round_trip_error():
+    mu, uv = manifold(300, seed=5)
+    xy, seconds, fitted, loo = fit_map_arrays(mu, "tsne")
+    assert fitted == 300 and xy.shape == (300, 2)
+    m = NeighbourMap(mu, xy, "tsne", loo_error=loo)
+    assert m.roundtrip_error() == loo == NeighbourMap(mu, xy, "tsne").roundtrip_error()
 
 
 def test_linear_map_round_trip_is_exact_for_points_on_its_plane():

@@ -115,7 +115,7 @@ def _submit(mu: np.ndarray, method: str) -> Future:
 
         def done(f: Future) -> None:
             try:
-                xy, seconds, fitted = f.result()
+                xy, seconds, fitted, loo_error = f.result()
             except BrokenProcessPool:
                 _discard(pool)
                 if retries_left > 0:
@@ -128,7 +128,8 @@ def _submit(mu: np.ndarray, method: str) -> Future:
                 out.set_exception(exc)
                 return
             try:
-                out.set_result(NeighbourMap(np.asarray(mu, np.float32), xy, method, seconds=seconds, fitted_on=fitted))
+                out.set_result(NeighbourMap(np.asarray(mu, np.float32), xy, method, seconds=seconds, fitted_on=fitted,
+                                            loo_error=loo_error))
             except BaseException as exc:  # noqa: BLE001
                 out.set_exception(exc)
 

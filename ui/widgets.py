@@ -76,10 +76,36 @@ def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | Non
     st.html(f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
 
 
-def key_value_table(rows: dict[str, object], header: tuple[str, str] = ("", "value")) -> None:
-    """A two-column table as markdown: st.table would import pandas into the server (~65 MB, 0.6 s) for 15 rows."""
-    from ui.safe import md  # escapes every markdown character, | included: user text cannot be a link or a column
+def table_markdown(rows: list[dict[str, object]], formats: dict[str, str] | None = None) -> str:
+    """Rows (dicts with the same keys) as a markdown table: every cell escaped with ui.safe.md (a file or run name
+    cannot be a link or split a column), numbers formatted by `formats` ({column: format spec}) and right-aligned,
+    None as "–"."""
+    from ui.safe import md
 
-    lines = [f"| {md(header[0]) or ' '} | {md(header[1])} |", "|---|---|"]
-    lines += [f"| {md(k)} | {md(v) or ' '} |" for k, v in rows.items()]
-    st.markdown("\n".join(lines))
+    formats = formats or {}
+    columns = list(rows[0]) if rows else []
+
+    def cell(col: str, v: object) -> str:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return "–"
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+            return format(v, formats.get(col, ""))  # digits, sign, point, e, %: nothing markdown reads
+        return md(v) or " "
+
+    numeric = [all(isinstance(r.get(c), (int, float, np.number, type(None))) and not isinstance(r.get(c), bool)
+                   for r in rows) and any(r.get(c) is not None for r in rows) for c in columns]
+    lines = ["| " + " | ".join(md(c) or " " for c in columns) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    lines += ["| " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def table(rows: list[dict[str, object]], formats: dict[str, str] | None = None) -> None:
+    """A small table as markdown (see table_markdown). st.dataframe and st.table would import pandas and pyarrow
+    into the server for a few rows: ~76 MB resident that stays, and 0.5 s on first use."""
+    st.markdown(table_markdown(rows, formats))
+
+
+def key_value_table(rows: dict[str, object], header: tuple[str, str] = ("", "value")) -> None:
+    """A two-column table (label, value) as markdown."""
+    table([{header[0]: k, header[1]: v} for k, v in rows.items()])

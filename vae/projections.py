@@ -20,6 +20,7 @@ import numpy as np
 
 from vae.explore import Projection
 
+BRUTE_FORCE_QUERIES = 64  # up to this many queries go without a tree (see NeighbourMap._query)
 NEIGHBOURS = 8  # k of the neighbour interpolation: k = 4, 8, 16 differ by under 0.02 in round-trip error (bench/map_latency.py)
 MAX_FIT_POINTS = 10_000  # like TensorBoard's projector: larger sets are fitted on a sample, the rest placed by neighbours
 METHODS = {"tsne": "t-SNE", "umap": "UMAP"}
@@ -119,21 +120,39 @@ class NeighbourMap:
     k: int = NEIGHBOURS
     seconds: float = 0.0  # time to fit
     fitted_on: int = 0  # points the nonlinear method saw (the rest were placed by neighbours)
+    loo_error: float | None = None  # roundtrip_error() when it was measured where the map was fitted
     _trees: dict = field(default_factory=dict, repr=False)
+    _sq_norms: dict = field(default_factory=dict, repr=False)
+
+    def _points(self, space: str) -> np.ndarray:
+        return self.xy if space == "map" else self.mu
 
     def _tree(self, space: str):
-        # scipy's tree, not scikit-learn's: the server imports this for every click on a map, and
-        # sklearn.neighbors costs ~144 MB of resident memory where scipy.spatial costs ~29 MB (issue 13)
         from scipy.spatial import cKDTree
 
         if space not in self._trees:
-            self._trees[space] = cKDTree(self.xy if space == "map" else self.mu)
+            self._trees[space] = cKDTree(self._points(space))
         return self._trees[space]
 
     def _query(self, space: str, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest points of `space` to each query: distances and indices, both (M, k)."""
-        dist, idx = self._tree(space).query(q, k=list(range(1, k + 1)))  # a list of k: (M, k) even for k = 1
-        return dist, idx
+        """The k nearest points of `space` to each query: distances and indices, both (M, k), nearest first.
+
+        A few queries (a click, the current image, a selection's mean: what the app's server asks) are answered by
+        brute force, |p|^2 - 2 p.q + |q|^2 over every point (~1 ms per query at 100,000 points): the server then never
+        imports scipy.spatial (~28 MB resident that stays). Many queries (a leave-one-out error, placing the points
+        left out of a fit: the worker's jobs) go through scipy's k-d tree."""
+        if len(q) > BRUTE_FORCE_QUERIES:
+            dist, idx = self._tree(space).query(q, k=list(range(1, k + 1)))  # a list of k: (M, k) even for k = 1
+            return dist, idx
+        pts = self._points(space).astype(np.float64)
+        if space not in self._sq_norms:
+            self._sq_norms[space] = np.einsum("nd,nd->n", pts, pts)
+        d2 = self._sq_norms[space][None, :] - 2.0 * (q @ pts.T) + np.einsum("md,md->m", q, q)[:, None]  # (M, N)
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(np.arange(d2.shape[1]), (len(q), 1))
+        # exact distances of the k found, sorted (the expansion above can lose digits for points far from the origin)
+        dist = np.sqrt(((pts[part] - q[:, None, :]) ** 2).sum(-1))
+        order = np.argsort(dist, axis=1, kind="stable")
+        return np.take_along_axis(dist, order, 1), np.take_along_axis(part, order, 1)
 
     @staticmethod
     def _blend(values: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -166,6 +185,8 @@ class NeighbourMap:
         place on the map that is not exactly a point. Otherwise mu are new points (held out from the fit).
         """
         loo = mu is None
+        if loo and self.loo_error is not None:
+            return self.loo_error
         z = self.mu if loo else np.asarray(mu, dtype=np.float64)
         p = self.xy if loo else self.transform(z)
         z_hat = self.inverse(p, exclude_self=loo)
@@ -225,10 +246,11 @@ def fit_map(mu: np.ndarray, method: str, seed: int = 0, max_fit: int = MAX_FIT_P
     return NeighbourMap(mu, xy, method, seconds=time.perf_counter() - t0, fitted_on=min(n, max_fit))
 
 
-def fit_map_arrays(mu: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarray, float, int]:
-    """fit_map for a worker process: only arrays and numbers travel back (xy (N, 2), seconds, points fitted)."""
+def fit_map_arrays(mu: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarray, float, int, float]:
+    """fit_map for a worker process: only arrays and numbers travel back (xy (N, 2), seconds, points fitted, and the
+    leave-one-out round-trip error, measured here with the k-d trees that the server then never needs)."""
     m = fit_map(mu, method, seed)
-    return m.xy, m.seconds, m.fitted_on
+    return m.xy, m.seconds, m.fitted_on, m.roundtrip_error()
 
 
 def exit_with_parent(parent: int) -> None:

@@ -118,7 +118,7 @@ def test_evaluate_iwae_probes_and_comparison(page, app_url):
     choose(page, "100")  # keep only 10 labels per class: the fast probe
     choose(page, "all")
     page.get_by_role("button", name="Run the probes").click()
-    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=120_000)
+    page.locator("[data-testid='stMarkdown'] table", has_text="labelled images").first.wait_for(timeout=120_000)
     wait_for_app(page)
     assert page_errors(page) == []
     screenshot(page, "app-evaluate")
