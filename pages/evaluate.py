@@ -146,8 +146,17 @@ with other:
         m = runs.resolve(k)
         return m is not None and not is_m2(m.model)
 
+    a_now = runs.resolve(a_key)
+    a_data = a_now.ck.dataset if a_now is not None else active.ck.dataset
+
+    def same_data(k: str) -> bool:  # a B of another data set opens the tab on a warning, not a comparison
+        m = runs.resolve(k)
+        return m is not None and m.ck.dataset == a_data
+
+    candidates = kin + [k for k in others if k not in kin]
     b_default = (st.session_state.get("cmp_b") if st.session_state.get("cmp_b") in others else
-                 next((k for k in kin + others if plain_vae(k)), others[0]))
+                 next((k for k in candidates if plain_vae(k) and same_data(k)),
+                      next((k for k in candidates if plain_vae(k)), others[0])))
     left, right = st.columns(2)
     a_pick = left.selectbox("**A:**", keys, index=keys.index(a_key) if a_key in keys else 0, format_func=choices.get,
                             key="eval_a", on_change=lambda: st.session_state.update(cmp_a=st.session_state["eval_a"]))

@@ -221,6 +221,15 @@ def test_evaluate_compares_two_checkpoints():
     assert at.image[-1].captions[0] == "top: input · middle: A · bottom: B"
 
 
+def test_compare_opens_on_a_model_of_the_same_data_set():
+    """B defaults to a model of A's data set (the newest file is shapes-mlp-z6: a B from it would open on a warning)."""
+    at = open_page("evaluate")
+    assert_clean(at)
+    assert at.selectbox(key="eval_b").value.startswith(f"path:{ROOT / 'checkpoints' / 'mnist5k-'}")
+    assert at.warning == [] or all("trained on" not in w.value for w in at.warning)
+    assert "held-out −ELBO (nats)" in [r["metric"] for r in markdown_tables(at)[-1]]
+
+
 def test_compare_follows_a_model_switched_after_a_first_visit():
     at = open_page("evaluate")
     assert at.selectbox(key="eval_a").value == at.session_state["model_key"]

@@ -130,7 +130,8 @@ def overlay_figure(runs: dict[str, list[dict]], height: int = 300) -> go.Figure:
         for col, term in enumerate(("recon", "kl", "neg_elbo"), start=1):
             for split, dash in (("test", "solid"), ("train", "dot")):
                 ys = [h.get(f"{split}_{term}") for h in history]
-                fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines", line=dict(dash=dash, color=color, width=2),
+                fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines" if len(epochs) > 1 else "markers",  # 1 epoch: a dot
+                                         line=dict(dash=dash, color=color, width=2),
                                          name=name if split == "test" else f"{name} (train)", legendgroup=name,
                                          showlegend=col == 1 and split == "test",
                                          hovertemplate=f"{name} · {split} · epoch %{{x}}: %{{y:.1f}}<extra></extra>"),
