@@ -12,7 +12,7 @@ import torch
 import vae
 from ui import links, state, workspace
 from ui.directions import directions_ui
-from ui.latent_control import latent_control
+from ui.latent_control import current_z, latent_control
 from ui.safe import md
 from ui.semi_ui import class_selector_ui
 from ui.widgets import image_row, img_tag, show_image
@@ -139,15 +139,18 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
     """Sliders -> decode -> image (and the traversal grid around z): rerun alone on every slider change."""
     model, L = active.model, active.config.latent_dim
     left, right = st.columns([3, 2], gap="large")
-    with left:
-        z = latent_sliders_ui(active, dims)
-    links.write("z", z.tolist())  # a release re-runs only this fragment: the link follows z here
+    # The right column first: its decode of the released z reaches the browser before the control's element, which
+    # the browser re-renders too. current_z is what the control returns: a release's callback set it before this run.
+    z = current_z("explore_z", L)
     with right:
         st.markdown(f"**{st.session_state.get('explore_source', '')}**")
         shown = ", ".join(f"{zname(d)}={z[d]:+.2f}" for d in range(min(L, 4)))
         st.caption(f"The image beside the sliders, decoded from z = ({shown}{', …' if L > 4 else ''}), follows the "
                    "pointer while you drag.")
         server_decode(model, z)
+    with left:
+        latent_sliders_ui(active, dims)  # returns the same z (tests/e2e compare the two decodes)
+    links.write("z", z.tolist())  # a release re-runs only this fragment: the link follows z here
     if traverse and dims:
         st.subheader("Traversal", anchor=False)
         st.caption("Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
