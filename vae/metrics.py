@@ -1,6 +1,7 @@
 """What the model learned: likelihood bounds, active units, linear probes on latent means, MIG."""
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -132,24 +133,27 @@ def lbfgs(loss_and_grad: Callable[[torch.Tensor], tuple[float, torch.Tensor]], x
     torch._dynamo (1.9 s, 160 MB)."""
     x = x0.double().clone()
     f, g = loss_and_grad(x)
-    s_hist: list[torch.Tensor] = []
-    y_hist: list[torch.Tensor] = []
+    pairs: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=history)  # (s, y): the newest `history` steps
     for _ in range(iterations):
         if float(g.abs().max()) <= gtol:
             break
         q = g.clone()
         alphas = []
-        for s_i, y_i in zip(reversed(s_hist), reversed(y_hist)):
+        for s_i, y_i in reversed(pairs):
             a = float(s_i @ q) / float(y_i @ s_i)
             alphas.append(a)
             q -= a * y_i
-        q *= float(s_hist[-1] @ y_hist[-1]) / float(y_hist[-1] @ y_hist[-1]) if s_hist else 1.0 / max(float(g.norm()), 1e-12)
-        for (s_i, y_i), a in zip(zip(s_hist, y_hist), reversed(alphas)):
+        if pairs:
+            s_last, y_last = pairs[-1]
+            q *= float(s_last @ y_last) / float(y_last @ y_last)
+        else:
+            q /= max(float(g.norm()), 1e-12)
+        for (s_i, y_i), a in zip(pairs, reversed(alphas)):
             q += (a - float(y_i @ q) / float(y_i @ s_i)) * s_i
         d = -q
         slope = float(g @ d)
         if slope >= 0:  # not a descent direction (lost curvature): start over from the gradient
-            s_hist.clear(), y_hist.clear()
+            pairs.clear()
             d, slope = -g / max(float(g.norm()), 1e-12), -float(g.norm())
         step = 1.0
         for _ in range(30):
@@ -162,9 +166,7 @@ def lbfgs(loss_and_grad: Callable[[torch.Tensor], tuple[float, torch.Tensor]], x
             break  # no decrease along d: as good as this line gets
         s_k, y_k = x_new - x, g_new - g
         if float(s_k @ y_k) > 1e-10:  # keep the pair only where it says the function curves upward
-            s_hist.append(s_k), y_hist.append(y_k)
-            if len(s_hist) > history:
-                s_hist.pop(0), y_hist.pop(0)
+            pairs.append((s_k, y_k))
         converged = f - f_new <= ftol * max(1.0, abs(f), abs(f_new))
         x, f, g = x_new, f_new, g_new
         if converged:

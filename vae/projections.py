@@ -122,7 +122,7 @@ class NeighbourMap:
     fitted_on: int = 0  # points the nonlinear method saw (the rest were placed by neighbours)
     loo_error: float | None = None  # roundtrip_error() when it was measured where the map was fitted
     _trees: dict = field(default_factory=dict, repr=False)
-    _sq_norms: dict = field(default_factory=dict, repr=False)
+    _dense: dict = field(default_factory=dict, repr=False)  # space -> (points as float64, their squared norms)
 
     def _points(self, space: str) -> np.ndarray:
         return self.xy if space == "map" else self.mu
@@ -144,11 +144,15 @@ class NeighbourMap:
         if len(q) > BRUTE_FORCE_QUERIES:
             dist, idx = self._tree(space).query(q, k=list(range(1, k + 1)))  # a list of k: (M, k) even for k = 1
             return dist, idx
-        pts = self._points(space).astype(np.float64)
-        if space not in self._sq_norms:
-            self._sq_norms[space] = np.einsum("nd,nd->n", pts, pts)
-        d2 = self._sq_norms[space][None, :] - 2.0 * (q @ pts.T) + np.einsum("md,md->m", q, q)[:, None]  # (M, N)
-        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(np.arange(d2.shape[1]), (len(q), 1))
+        if space not in self._dense:  # once per map: a click does not copy every point
+            pts = self._points(space).astype(np.float64)
+            self._dense[space] = pts, np.einsum("nd,nd->n", pts, pts)
+        pts, sq_norms = self._dense[space]
+        d2 = sq_norms[None, :] - 2.0 * (q @ pts.T) + np.einsum("md,md->m", q, q)[:, None]  # (M, N)
+        if k < d2.shape[1]:
+            part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        else:
+            part = np.tile(np.arange(d2.shape[1]), (len(q), 1))
         # exact distances of the k found, sorted (the expansion above can lose digits for points far from the origin)
         dist = np.sqrt(((pts[part] - q[:, None, :]) ** 2).sum(-1))
         order = np.argsort(dist, axis=1, kind="stable")
@@ -158,7 +162,7 @@ class NeighbourMap:
     def _blend(values: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
         w = 1.0 / (dist + 1e-9) ** 2  # inverse squared distance: a query on a point returns (almost) that point
         w /= w.sum(axis=1, keepdims=True)
-        return np.einsum("mk,mkd->md", w, values[idx])
+        return np.einsum("mk,mkd->md", w, values[idx].astype(np.float64))  # only the neighbours widened
 
     def inverse(self, p: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         """Map positions (M, 2) -> z (M, L): the weighted mean mu of the k nearest points on the map."""
@@ -167,7 +171,7 @@ class NeighbourMap:
         dist, idx = self._query("map", p, k)
         if exclude_self:
             dist, idx = dist[:, 1:], idx[:, 1:]
-        return self._blend(self.mu.astype(np.float64), dist, idx)
+        return self._blend(self.mu, dist, idx)
 
     def transform(self, z: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         """Latent vectors (M, L) -> map positions (M, 2): the weighted mean place of their k nearest latent means."""
@@ -176,7 +180,7 @@ class NeighbourMap:
         dist, idx = self._query("latent", z, k)
         if exclude_self:
             dist, idx = dist[:, 1:], idx[:, 1:]
-        return self._blend(self.xy.astype(np.float64), dist, idx)
+        return self._blend(self.xy, dist, idx)
 
     def roundtrip_error(self, mu: np.ndarray | None = None) -> float:
         """Median relative error of z -> map -> z: ||z_hat - z|| / RMS distance of the points from their mean.
