@@ -2,11 +2,10 @@
 import streamlit as st
 
 if __name__ == "__main__":  # a script run (Streamlit runs the script as __main__, once per rerun)
-    from ui import links, preload, workspace
+    from ui import intro, preload  # torch-free, as is everything up to st.navigation
     from ui.registry import PAGES
-    from ui.state import model_sidebar
 
-    if st.runtime.exists():  # a server (not AppTest): a no-op when it started the preload, a late start otherwise
+    if st.runtime.exists():  # a no-op when the server's lifespan started the preload, a late start otherwise
         preload.start()
     st.set_page_config(page_title="VAE explorer", page_icon=":material/blur_on:", layout="wide")
 
@@ -16,6 +15,13 @@ if __name__ == "__main__":  # a script run (Streamlit runs the script as __main_
                        default=not spec.url_path)
         sections.setdefault(spec.section, []).append(page)
     current = st.navigation(sections)
+    if preload.warming():  # a fresh server still importing torch: the intro now, the page once ready
+        intro.starting_ui(home=not current.url_path)
+        st.stop()
+
+    from ui import links, workspace
+    from ui.state import model_sidebar
+
     links.apply_model()  # ?model=NAME, once per tab
     model_sidebar()
     workspace.link_ui()  # ?img=DATASET:INDEX and ?b=…, once per tab

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import quality, safe, state
+from ui.intro import intro_ui
 from ui.plots import curves_svg
 from ui.safe import md
 from ui.widgets import key_value_table, show_image, show_svg
@@ -17,21 +18,6 @@ def fmt_vec(v, n: int = 4) -> str:
     body = ",\\ ".join(f"{float(x):+.2f}" for x in v[:n])
     more = ",\\ \\dots" if len(v) > n else ""
     return f"({body}{more})"
-
-
-def intro_ui() -> None:
-    st.title("VAE latent-space explorer")
-    st.markdown(
-        "A variational autoencoder squeezes each image into a few numbers $z$ and learns to draw the image back from "
-        "them. This app lets you look inside one: **train** a model and watch it learn, **explore** its latent space "
-        "with sliders, see the data set as a **map** of clusters, and **reconstruct** an image you upload or draw."
-    )
-    cols = st.columns(4)
-    for col, (page, label, icon) in zip(cols, [("pages/train.py", "Train", ":material/model_training:"),
-                                               ("pages/explore.py", "Explore", ":material/tune:"),
-                                               ("pages/map.py", "Latent map", ":material/scatter_plot:"),
-                                               ("pages/reconstruct.py", "Reconstruct", ":material/draw:")]):
-        col.page_link(page, label=label, icon=icon)
 
 
 @st.fragment

@@ -132,6 +132,38 @@ def test_home_shows_formulas_with_the_models_numbers_and_a_model_card():
     assert "\n".join(x.value for x in at.latex) != before  # a new eps, a new z
 
 
+def test_a_starting_server_shows_the_intro_then_the_page(monkeypatch):
+    """While ui.preload imports torch on a fresh server, app.py draws the torch-free intro and the navigation, with
+    no model sidebar; the page itself once the preload is ready (in the browser, a fragment polls and reruns)."""
+    from ui import intro, preload
+
+    ready = [False]
+    monkeypatch.setattr(preload, "warming", lambda: not ready[0])  # as on a server that has just started
+    monkeypatch.setattr(preload, "ready", lambda: ready[0])
+    at = run_app()
+    assert_clean(at)
+    assert [t.value for t in at.title] == [intro.TITLE]
+    assert any("server is starting" in c.value for c in at.caption)
+    assert not at.sidebar.selectbox and not at.subheader  # no model yet: no picker, no formulas, no card
+    ready[0] = True
+    at.run()
+    assert_clean(at)
+    assert not any("server is starting" in c.value for c in at.caption)
+    assert "Model card" in [h.value for h in at.subheader] and at.session_state["model_key"]
+
+
+def test_the_intro_and_the_navigation_import_no_torch():
+    """app.py's first run on a fresh server gets as far as the intro with these modules alone; the preload is importing
+    torch meanwhile, and a first run that imported it too would wait for it."""
+    import subprocess
+    import sys
+
+    code = "import sys, ui.intro, ui.preload, ui.registry; print(sorted(m for m in ('torch', 'vae', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------- explore
 
 

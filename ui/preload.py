@@ -22,7 +22,16 @@ from typing import Any, AsyncIterator
 _LOG = logging.getLogger("ui.preload")
 _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None
+_SERVED = False  # set by the server's lifespan: a real `streamlit run`, not AppTest (whose runtime also "exists")
 STEPS: list[tuple[str, float]] = []  # (step, seconds it took), in order; the log prints them too
+# Set once torch, vae and ui are imported and the default model is loaded, or once warming has given up: until then
+# app.py shows the torch-free intro (ui/intro.py) instead of making a first visitor's run wait for the imports.
+_READY = threading.Event()
+# Set when a fresh server's first visitor has been shown the intro. The preload waits for it (up to FIRST_VISIT_WAIT
+# seconds) before importing torch: on two cores the import (2-3 s, parts of it holding the GIL) slowed Tornado's serving
+# of the frontend and the first run so much that the intro appeared at 4.1 s instead of 2.2.
+_FIRST_VISIT = threading.Event()
+FIRST_VISIT_WAIT = 2.0
 # The GIL's switch interval in the server, 1 ms instead of Python's 5. A page's torch call releases and re-takes the
 # GIL at every op; while another thread runs Python (the event loop serialising the run's earlier messages), each
 # re-take waits up to the interval. Measured: decoding one z beside a busy Python thread took p50 106 ms at 5 ms and
@@ -64,8 +73,25 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     from streamlit.runtime.pages_manager import PagesManager
 
     PagesManager.uses_pages_directory = False
+    global _SERVED
+    _SERVED = True
     start()
     yield
+
+
+def visited() -> None:
+    """The first visitor has the intro: the preload may take the CPU now."""
+    _FIRST_VISIT.set()
+
+
+def warming() -> bool:
+    """A server still importing what the pages need: a page's run would wait seconds for it."""
+    return _SERVED and not _READY.is_set()
+
+
+def ready() -> bool:
+    """Whether a page's run would find what it imports and the default model already loaded."""
+    return _READY.is_set()
 
 
 def _step(name: str, t0: float) -> float:
@@ -79,6 +105,8 @@ def warm() -> None:
     """Imports, the default model, its data set, held-out latents and projection, the browser's decoder, figures."""
     try:
         t = time.perf_counter()
+        _FIRST_VISIT.wait(FIRST_VISIT_WAIT)
+        t = _step("wait for a first visitor", t)
         import torch  # the largest import: 2-3 s here
 
         torch.set_num_threads(TORCH_THREADS)
@@ -91,6 +119,7 @@ def warm() -> None:
             return
         active = state.file_model(path)
         t = _step("load the default model", t)
+        _READY.set()
         state.prefetch_dataset(active.ck.dataset).result()
         t = _step(f"load the data set {active.ck.dataset}", t)
         mu, _ = state.latents(active)
@@ -108,3 +137,5 @@ def warm() -> None:
         _step("first figures and images (Plotly's validators, PIL)", t)
     except Exception:  # noqa: BLE001 - warming is an optimisation: the pages do the same work and show any error
         _LOG.exception("preload failed; the pages will load what they need themselves")
+    finally:
+        _READY.set()
