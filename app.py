@@ -5,8 +5,6 @@ if __name__ == "__main__":  # a script run (Streamlit runs the script as __main_
     from ui import intro, preload  # torch-free, as is everything up to st.navigation
     from ui.registry import PAGES
 
-    if st.runtime.exists():  # a no-op when the server's lifespan started the preload, a late start otherwise
-        preload.start()
     st.set_page_config(page_title="VAE explorer", page_icon=":material/blur_on:", layout="wide")
 
     sections: dict[str, list] = {}

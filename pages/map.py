@@ -50,26 +50,31 @@ def from_url() -> None:
         ss["map_url_point"] = int(q["point"])
 
 
+URL_KEYS = ("split", "colour", "proj", "point")
+
+
 def to_url(split: str, colour: str, method: str) -> None:
+    """The view into the URL, as one change: each change of st.query_params is a message the browser renders."""
     pick = ss.get("map_pick")
     want = {"split": split, "colour": colour, "proj": method}
     if pick and pick.get("kind") == "point":
         want["point"] = str(pick["index"])
-    if {k: st.query_params.get(k) for k in ("split", "colour", "proj", "point")} != {**dict.fromkeys(
-            ("split", "colour", "proj", "point")), **want}:
-        st.query_params.clear()
-        st.query_params.update(want)
+    if {k: st.query_params.get(k) for k in URL_KEYS} != {**dict.fromkeys(URL_KEYS), **want}:
+        keep = {k: st.query_params.get_all(k) for k in st.query_params if k not in URL_KEYS}  # ?model=, ?img=, …
+        st.query_params.from_dict({**keep, **want})
 
 
 def settings_ui(active: state.ActiveModel) -> tuple[str, str, str]:
     """Which points, coloured by what, projected how ("auto" picks the nonlinear map once it is ready)."""
-    c1, c2, c3 = st.columns([1.2, 1.4, 1.4])
+    # One flex row, not st.columns: a row is one element for the browser to render on every rerun, columns one each.
+    c1 = c2 = c3 = st.container(horizontal=True, wrap=False, gap="medium")
     split = c1.radio("Points", list(state.SPLITS), format_func=lambda s: state.SPLITS[s].capitalize(), horizontal=True,
-                     key="map_split")
-    colour = c2.radio("Colour by", list(COLOURS), format_func=COLOURS.get, horizontal=True, key="map_colour")
+                     key="map_split", width="stretch")
+    colour = c2.radio("Colour by", list(COLOURS), format_func=COLOURS.get, horizontal=True, key="map_colour",
+                      width="stretch")
     if active.config.latent_dim > 2:
         method = c3.radio("Projection", list(PROJECTIONS), format_func=PROJECTIONS.get, horizontal=True,
-                          key="map_method",
+                          key="map_method", width="stretch",
                           help="Auto: t-SNE as soon as it is computed (in the background), PCA until then. PCA is "
                                "linear; t-SNE and UMAP keep neighbourhoods. Every map decodes anywhere.")
     else:
@@ -224,14 +229,14 @@ def position_detail(active, shown: str, m, xy: list[float]) -> None:
 def pick_ui(n: int) -> None:
     """Picking without the mouse: a point by number, or a map position by coordinates."""
     with st.expander("Pick by number or position", expanded=False):
-        c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
-        c1.number_input("Point #", min_value=0, max_value=n - 1, value=0, step=1, key="map_index")
-        c2.button("Show", key="map_show_point",
-                  on_click=lambda: ss.update(map_pick={"kind": "point", "index": int(ss["map_index"])}))
-        c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
-        c1.number_input("x", value=0.0, step=0.1, format="%.2f", key="map_x")
-        c2.number_input("y", value=0.0, step=0.1, format="%.2f", key="map_y")
-        c3.button("Decode", key="map_decode", on_click=lambda: ss.update(
+        row = st.container(horizontal=True, vertical_alignment="bottom")  # rows, not st.columns: fewer elements
+        row.number_input("Point #", min_value=0, max_value=n - 1, value=0, step=1, key="map_index")
+        row.button("Show", key="map_show_point",
+                   on_click=lambda: ss.update(map_pick={"kind": "point", "index": int(ss["map_index"])}))
+        row = st.container(horizontal=True, vertical_alignment="bottom")
+        row.number_input("x", value=0.0, step=0.1, format="%.2f", key="map_x")
+        row.number_input("y", value=0.0, step=0.1, format="%.2f", key="map_y")
+        row.button("Decode", key="map_decode", on_click=lambda: ss.update(
             map_pick={"kind": "position", "xy": [float(ss["map_x"]), float(ss["map_y"])]}))
 
 
@@ -346,10 +351,10 @@ def map_ui(active: state.ActiveModel, split: str, colour: str, shown: str, m) ->
                     atlas=lambda: atlas(data.name, split, len(x), x), marks=marks, ellipse=ellipse,
                     status=f"{len(x):,} points · {PROJECTIONS.get(shown, 'latent plane' if shown == 'identity' else shown)}",
                     height=560, selection_reset=ss.get("map_selection_reset", 0), on_pick=picked)
-        st.caption(f"{len(x):,} points. Hover a point to see its image; click it to inspect it, or click empty space "
-                   "to decode that place. Wheel zooms, drag pans; Box and Lasso select.")
         err = roundtrip_error(m)
-        st.caption(f"**Decoding a place.** {how_inverse(shown, m)} Round trip z → map → z on the data points: median "
+        st.caption(f"{len(x):,} points. Hover a point to see its image; click it to inspect it, or click empty space "
+                   "to decode that place. Wheel zooms, drag pans; Box and Lasso select.\n\n"
+                   f"**Decoding a place.** {how_inverse(shown, m)} Round trip z → map → z on the data points: median "
                    f"error {err:.0%} of the points' spread" + (" (leave-one-out)." if isinstance(m, NeighbourMap) else ".")
                    + ("" if cur is None else f" The current image ({cur[2]}) is placed by "
                       + ("the projection, with its 2σ posterior ellipse." if isinstance(m, LinearMap)

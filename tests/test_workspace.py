@@ -202,3 +202,14 @@ def test_a_model_without_a_stored_agreement_is_measured_in_the_background(tmp_pa
     fut = quality.agreement_future(active)
     assert fut.result(timeout=120) == pytest.approx(vae.metrics.data_agreement(trained_digits, digits))
     assert quality.agreement_text(active).endswith("%")
+
+
+def test_the_maps_view_joins_the_link_and_keeps_the_model():
+    """The map writes its view (?split, ?colour, ?proj, ?point) as one change and keeps the app's own parameters."""
+    at = app("map", model=Z2)
+    clean(at)
+    at.radio(key="map_colour").set_value("recon").run()
+    at.button(key="map_show_point").click().run()  # point #0, picked by number
+    clean(at)
+    q = at.query_params
+    assert (q["colour"], q["split"], q["proj"], q["point"], q["model"]) == ("recon", "test", "identity", "0", Z2)
