@@ -9,7 +9,6 @@ import io
 import pickle
 import re
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import vae
+from tests.fresh import fresh_python
 from ui import state
 from ui.safe import md
 from ui.training_job import TrainingJob
@@ -155,13 +155,8 @@ def test_a_starting_server_shows_the_intro_then_the_page(monkeypatch):
 def test_the_intro_and_the_navigation_import_no_torch():
     """app.py's first run on a fresh server gets as far as the intro with these modules alone; the preload is importing
     torch meanwhile, and a first run that imported it too would wait for it."""
-    import subprocess
-    import sys
-
     code = "import sys, ui.intro, ui.preload, ui.registry; print(sorted(m for m in ('torch', 'vae', 'numpy') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(code, timeout=120) == "[]"
 
 
 # ---------------------------------------------------------------- explore
@@ -540,11 +535,7 @@ def test_pages_do_not_import_pandas_scipy_or_sklearn_into_the_server():
     found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in [*ROOT.glob("pages/*.py"), *ROOT.glob("ui/*.py"), ROOT / "app.py"]
              for m in calls.finditer(p.read_text())]
     assert found == []
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent("""
+    code = """
         import sys
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file("app.py", default_timeout=180).run()
@@ -556,7 +547,5 @@ def test_pages_do_not_import_pandas_scipy_or_sklearn_into_the_server():
             tables += sum(v.value.count("\\n|---") for v in at.markdown)
         assert tables >= 2, tables  # the home page's model card, Semi-supervised's results
         print(sorted(m for m in ("pandas", "pyarrow", "scipy", "sklearn") if m in sys.modules))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    """
+    assert fresh_python(code, timeout=600) == "[]"

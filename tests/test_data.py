@@ -327,14 +327,12 @@ def test_blank_image_is_refused_in_digit_style(value):
 def test_digits_are_sklearns_without_importing_it():
     """digits is read from scikit-learn's file without importing sklearn (~112 MB in the app's server); the images
     and labels are load_digits()'s."""
-    import subprocess
-    import sys
-
     from sklearn.datasets import load_digits
 
-    code = "import sys, vae.data as d; d.load_dataset('digits'); print('sklearn' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-1000:]
+    from tests.fresh import fresh_python
+
+    assert fresh_python("import sys, vae.data as d; d.load_dataset('digits'); print('sklearn' in sys.modules)",
+                        timeout=120) == "False"
     ref = load_digits()
     ds = load_dataset("digits")
     both = np.concatenate([ds.x_train.numpy(), ds.x_test.numpy()]).reshape(-1, 64)

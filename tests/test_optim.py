@@ -1,18 +1,12 @@
 """vae.optim against torch.optim: the same weights step by step, and a training run that never imports torch._dynamo."""
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from tests.fresh import fresh_python
 from vae.optim import Adam, OneCycle
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _net(seed: int) -> torch.nn.Module:
@@ -81,7 +75,7 @@ def test_adam_refuses_no_parameters():
 def test_training_and_reader_never_import_dynamo_or_scipy():
     """torch.optim's first use imports torch._dynamo (+1.9 s, +160 MB in the server) and scipy.optimize costs ~40 MB
     that stay: fit() and the pixel reader use neither."""
-    code = textwrap.dedent("""
+    code = """
         import sys
         import torch
         from vae import ModelConfig, TrainConfig, build_model, load_dataset
@@ -93,7 +87,5 @@ def test_training_and_reader_never_import_dynamo_or_scipy():
         reader = pixel_classifier(data.x_train, data.y_train, iterations=20)
         assert reader.score(data.x_test, data.y_test) > 0.5
         print(sorted(m for m in sys.modules if m.startswith(("torch._dynamo", "sympy", "scipy"))))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    """
+    assert fresh_python(code) == "[]"
