@@ -1,11 +1,15 @@
 """VAE latent-space explorer: `streamlit run app.py`. Declares the pages and the shared sidebar; nothing else."""
+from pathlib import Path
+
 import streamlit as st
 
 if __name__ == "__main__":  # a script run (Streamlit runs the script as __main__, once per rerun)
     from ui import intro, preload  # torch-free, as is everything up to st.navigation
     from ui.registry import PAGES
 
-    st.set_page_config(page_title="VAE explorer", page_icon=":material/blur_on:", layout="wide")
+    # A file, not ":material/blur_on:", whose favicon the browser fetches from fonts.gstatic.com (fails offline).
+    st.set_page_config(page_title="VAE explorer", page_icon=str(Path(__file__).parent / "ui" / "favicon.png"),
+                       layout="wide")
 
     sections: dict[str, list] = {}
     for spec in PAGES:

@@ -23,6 +23,9 @@ def test_direct_link_on_a_fresh_server(page):
 
 
 def test_a_fresh_servers_home_shows_the_intro_then_the_model_by_itself(page):
+    outside = []  # the app works offline: nothing it loads may come from another host (a favicon did, from Google)
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+            else None)
     with serve("app.py", log=ROOT / "artifacts" / "e2e-fresh-home.log") as url:
         page.goto(url)
         page.get_by_text("The server is starting").wait_for(timeout=30_000)
@@ -33,3 +36,4 @@ def test_a_fresh_servers_home_shows_the_intro_then_the_model_by_itself(page):
         wait_for_app(page, 60_000)
         page.get_by_text("Current model").wait_for(state="visible", timeout=30_000)
         assert page_errors(page) == []
+    assert outside == []
