@@ -67,19 +67,19 @@ def to_url(split: str, colour: str, method: str) -> None:
 def settings_ui(active: state.ActiveModel) -> tuple[str, str, str]:
     """Which points, coloured by what, projected how ("auto" picks the nonlinear map once it is ready)."""
     # One flex row, not st.columns: a row is one element for the browser to render on every rerun, columns one each.
-    c1 = c2 = c3 = st.container(horizontal=True, wrap=False, gap="medium")
-    split = c1.radio("Points", list(state.SPLITS), format_func=lambda s: state.SPLITS[s].capitalize(), horizontal=True,
+    row = st.container(horizontal=True, wrap=False, gap="medium")
+    split = row.radio("Points", list(state.SPLITS), format_func=lambda s: state.SPLITS[s].capitalize(), horizontal=True,
                      key="map_split", width="stretch")
-    colour = c2.radio("Colour by", list(COLOURS), format_func=COLOURS.get, horizontal=True, key="map_colour",
+    colour = row.radio("Colour by", list(COLOURS), format_func=COLOURS.get, horizontal=True, key="map_colour",
                       width="stretch")
     if active.config.latent_dim > 2:
-        method = c3.radio("Projection", list(PROJECTIONS), format_func=PROJECTIONS.get, horizontal=True,
+        method = row.radio("Projection", list(PROJECTIONS), format_func=PROJECTIONS.get, horizontal=True,
                           key="map_method", width="stretch",
                           help="Auto: t-SNE as soon as it is computed (in the background), PCA until then. PCA is "
                                "linear; t-SNE and UMAP keep neighbourhoods. Every map decodes anywhere.")
     else:
         method = "identity"
-        c3.caption("A 2-D latent space is drawn as it is: the axes are z₁ and z₂.")
+        row.caption("A 2-D latent space is drawn as it is: the axes are z₁ and z₂.")
     return split, colour, method
 
 

@@ -4,9 +4,10 @@
 the server starts, before any browser connects. The lifespan starts `warm()` in a daemon thread and returns at
 once, so the server answers while the thread imports torch and the page modules, loads the default model, its data
 set and held-out latents into the same caches the pages read, and builds one figure of each kind (Plotly loads
-its validators on first use). A browser that connects meanwhile waits only for what is still under way: its
-script run blocks on the module being imported or on the cache entry being computed (Streamlit computes each
-entry once), never does the work twice.
+its validators on first use). Until the default model is loaded (`warming()`), a browser that connects gets the
+torch-free intro and the navigation (ui/intro.py) and then its page by itself; a page that needs what is still
+under way after that blocks on the cache entry being computed (Streamlit computes each entry once), never does the
+work twice.
 
 Imports here stay light: this module is imported by the server process before anything else of the app.
 """
@@ -28,8 +29,10 @@ STEPS: list[tuple[str, float]] = []  # (step, seconds it took), in order; the lo
 # app.py shows the torch-free intro (ui/intro.py) instead of making a first visitor's run wait for the imports.
 _READY = threading.Event()
 # Set when a fresh server's first visitor has been shown the intro. The preload waits for it (up to FIRST_VISIT_WAIT
-# seconds) before importing torch: on two cores the import (2-3 s, parts of it holding the GIL) slowed Tornado's serving
-# of the frontend and the first run so much that the intro appeared at 4.1 s instead of 2.2.
+# seconds) before importing torch: on two cores the import (2-3 s, with the GIL held for up to 0.37 s at a time)
+# slowed the serving of the frontend and the first run, so that the intro came at 3.1-3.6 s instead of 2.3-2.9 s
+# (bench/app_latency.py --cold-only). The price: the model's page comes ~0.5-1 s later than when the import starts
+# at once, since the import takes as long either way.
 _FIRST_VISIT = threading.Event()
 FIRST_VISIT_WAIT = 2.0
 # The GIL's switch interval in the server, 1 ms instead of Python's 5. A page's torch call releases and re-takes the
