@@ -90,14 +90,6 @@ def linear_map(key: str, split: str, _active: state.ActiveModel) -> LinearMap:
     return LinearMap(state.split_projection(_active, split), mu.numpy())
 
 
-def roundtrip_error(m) -> float:
-    """Median relative z -> map -> z error on the data points (leave-one-out for neighbour maps), once per map."""
-    err = getattr(m, "_roundtrip_error", None)
-    if err is None:
-        err = m._roundtrip_error = m.roundtrip_error()  # the map is cached and shared: computed once
-    return err
-
-
 def resolve_view(active: state.ActiveModel, split: str, method: str) -> tuple[str, object]:
     """(the method shown, its map): the nonlinear one when ready, else PCA with a note saying why.
 
@@ -351,7 +343,7 @@ def map_ui(active: state.ActiveModel, split: str, colour: str, shown: str, m) ->
                     atlas=lambda: atlas(data.name, split, len(x), x), marks=marks, ellipse=ellipse,
                     status=f"{len(x):,} points · {PROJECTIONS.get(shown, 'latent plane' if shown == 'identity' else shown)}",
                     height=560, selection_reset=ss.get("map_selection_reset", 0), on_pick=picked)
-        err = roundtrip_error(m)
+        err = m.roundtrip_error()  # the data points' figure, measured once per map
         st.caption(f"{len(x):,} points. Hover a point to see its image; click it to inspect it, or click empty space "
                    "to decode that place. Wheel zooms, drag pans; Box and Lasso select.\n\n"
                    f"**Decoding a place.** {how_inverse(shown, m)} Round trip z → map → z on the data points: median "

@@ -8,12 +8,10 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import preload
+from ui.registry import PAGES
 
 TITLE = "VAE latent-space explorer"
-LINKS = [("pages/train.py", "Train", ":material/model_training:"),
-         ("pages/explore.py", "Explore", ":material/tune:"),
-         ("pages/map.py", "Latent map", ":material/scatter_plot:"),
-         ("pages/reconstruct.py", "Reconstruct", ":material/draw:")]
+LINKS = [p for p in PAGES if p.url_path in ("train", "explore", "map", "reconstruct")]  # the four the text names
 
 
 def intro_ui() -> None:
@@ -23,8 +21,8 @@ def intro_ui() -> None:
         "them. This app lets you look inside one: **train** a model and watch it learn, **explore** its latent space "
         "with sliders, see the data set as a **map** of clusters, and **reconstruct** an image you upload or draw."
     )
-    for col, (page, label, icon) in zip(st.columns(len(LINKS)), LINKS):
-        col.page_link(page, label=label, icon=icon)
+    for col, spec in zip(st.columns(len(LINKS)), LINKS):
+        col.page_link(spec.file, label=spec.title, icon=spec.icon)
 
 
 def starting_ui(home: bool) -> None:

@@ -120,7 +120,7 @@ class NeighbourMap:
     k: int = NEIGHBOURS
     seconds: float = 0.0  # time to fit
     fitted_on: int = 0  # points the nonlinear method saw (the rest were placed by neighbours)
-    loo_error: float | None = None  # roundtrip_error() when it was measured where the map was fitted
+    loo_error: float | None = None  # roundtrip_error() on the data points, once measured (where the map was fitted)
     _trees: dict = field(default_factory=dict, repr=False)
     _dense: dict = field(default_factory=dict, repr=False)  # space -> (points as float64, their squared norms)
 
@@ -193,8 +193,10 @@ class NeighbourMap:
             return self.loo_error
         z = self.mu if loo else np.asarray(mu, dtype=np.float64)
         p = self.xy if loo else self.transform(z)
-        z_hat = self.inverse(p, exclude_self=loo)
-        return relative_error(z, z_hat, self.mu)
+        err = relative_error(z, self.inverse(p, exclude_self=loo), self.mu)
+        if loo:
+            self.loo_error = err  # the map is shared and its points fixed: measured once
+        return err
 
 
 @dataclass
@@ -204,6 +206,7 @@ class LinearMap:
     projection: Projection
     mu: np.ndarray  # (N, L)
     xy: np.ndarray = field(init=False)
+    _error: float | None = field(default=None, init=False, repr=False)  # roundtrip_error() on the data points
 
     def __post_init__(self) -> None:
         self.xy = self.projection.transform(self.mu).astype(np.float32)
@@ -220,8 +223,13 @@ class LinearMap:
 
     def roundtrip_error(self, mu: np.ndarray | None = None) -> float:
         """Median relative error of z -> plane -> z: what the directions off the plane carry."""
+        if mu is None and self._error is not None:
+            return self._error
         z = self.mu if mu is None else np.asarray(mu, dtype=np.float64)
-        return relative_error(z, self.inverse(self.transform(z)), self.mu)
+        err = relative_error(z, self.inverse(self.transform(z)), self.mu)
+        if mu is None:
+            self._error = err  # the map is shared and its points fixed: measured once
+        return err
 
 
 def relative_error(z: np.ndarray, z_hat: np.ndarray, reference: np.ndarray) -> float:
