@@ -5,6 +5,8 @@ The current z is kept in st.session_state["explore_z"]; other pages (the map) se
 """
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import streamlit as st
 import torch
@@ -138,32 +140,32 @@ def controls_ui(active: state.ActiveModel) -> None:
 def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
     """Sliders -> decode -> image (and the traversal grid around z): rerun alone on every slider change."""
     model, L = active.model, active.config.latent_dim
-    left, right = st.columns([3, 2], gap="large")
-    # The right column first: its decode of the released z reaches the browser before the control's element, which
-    # the browser re-renders too. current_z is what the control returns: a release's callback set it before this run.
+    # No columns: a release re-runs this fragment, and the browser renders its messages one at a time while the
+    # server's run waits for a core; each layout block is one more render before the decode (bench/app_latency.py).
+    # current_z is what the control returns: a release's callback set it before this run.
     z = current_z("explore_z", L)
-    with right:
-        st.markdown(f"**{st.session_state.get('explore_source', '')}**")
-        shown = ", ".join(f"{zname(d)}={z[d]:+.2f}" for d in range(min(L, 4)))
-        st.caption(f"The image beside the sliders, decoded from z = ({shown}{', …' if L > 4 else ''}), follows the "
-                   "pointer while you drag.")
-        server_decode(model, z)
-    with left:
-        latent_sliders_ui(active, dims)  # returns the same z (tests/e2e compare the two decodes)
+    shown = ", ".join(f"{zname(d)}={z[d]:+.2f}" for d in range(min(L, 4)))
+    server_decode(model, z, st.session_state.get("explore_source", ""),
+                  f"The image below, decoded from z = ({shown}{', …' if L > 4 else ''}), follows the pointer while "
+                  "you drag.")
+    latent_sliders_ui(active, dims)  # returns the same z (tests/e2e compare the two decodes)
     links.write("z", z.tolist())  # a release re-runs only this fragment: the link follows z here
     if traverse and dims:
         st.subheader("Traversal", anchor=False)
-        st.caption("Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
         images, values = vae.traversal(model, torch.as_tensor(z, dtype=torch.float32), dims, -3.0, 3.0, 9)
         rows = [grid(images[r], nrow=images.shape[1]) for r in range(len(dims))]
-        image_row(rows, [f"{zname(d)}: −3 … +3" for d in dims], width=9 * 44, test_id="traversal", stacked=True)
+        image_row(rows, [f"{zname(d)}: −3 … +3" for d in dims], width=9 * 44, test_id="traversal", stacked=True,
+                  note="Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
 
 
-def server_decode(model: vae.VAE, z: np.ndarray) -> None:
-    """PyTorch's decode of the released z, kept in the page but not shown (the user sees one image, the browser's):
-    the tests and bench/app_latency.py compare it with the browser's and time the round trip."""
+def server_decode(model: vae.VAE, z: np.ndarray, source: str, caption: str) -> None:
+    """Where z came from (bold) and a caption on one line, with PyTorch's decode of z kept in the page but not shown
+    (the user sees one image, the browser's): the tests and bench/app_latency.py compare it with the browser's and
+    time the round trip. One element, not three (markdown, caption, html): two renders fewer per release."""
     x_hat = vae.decode(model, torch.as_tensor(z, dtype=torch.float32))[0]
-    st.html(f'<div style="display: none">{img_tag(x_hat, 28, "server decode", "decoded-image")}</div>')
+    st.html(f'<p style="margin: 0;"><strong>{html.escape(source)}</strong> '
+            f'<span style="font-size: 0.875rem; opacity: 0.6;">· {html.escape(caption)}</span></p>'
+            f'<div style="display: none">{img_tag(x_hat, 28, "server decode", "decoded-image")}</div>')
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -56,24 +56,32 @@ def show_svg(markup: str, as_image: bool = False, test_id: str = "") -> None:
     st.markdown(markup.replace("\n", " "), unsafe_allow_html=True)
 
 
+def caption_html(text: str, margin: str = "0 0 0.5rem") -> str:
+    """`text` escaped, looking like st.caption (small, the text colour at 60 %), for inside one st.html element."""
+    return f'<p style="margin: {margin}; font-size: 0.875rem; opacity: 0.6;">{html.escape(text)}</p>'
+
+
 def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | None = None, width: int = 84,
-              test_id: str = "", stacked: bool = False) -> None:
+              test_id: str = "", stacked: bool = False, note: str = "") -> None:
     """Images side by side (wrapping), each with a caption under it, in one element; `stacked` puts them one under
-    another with the caption on the left (rows of a traversal, say)."""
+    another with the caption on the left (rows of a traversal, say). `note` is a caption above them, in the same
+    element (one message, one browser render fewer than an st.caption beside it)."""
     captions = captions or [""] * len(images)
     tid = f' data-testid="{html.escape(test_id)}"' if test_id else ""
+    head = caption_html(note) if note else ""
     if stacked:
         rows = "".join(
             f'<div style="display: flex; align-items: center; gap: 10px; margin-bottom: 4px;">'
             f'<span style="font-size: 0.8rem; color: inherit; opacity: 0.72; min-width: 90px; text-align: right;">{html.escape(cap)}</span>'
             f'{img_tag(im, width, cap)}</div>' for im, cap in zip(images, captions))
-        st.html(f"<div{tid}>{rows}</div>")
+        st.html(f"<div{tid}>{head}{rows}</div>")
         return
     cells = "".join(
         f'<figure style="margin: 0 6px 6px 0; text-align: center;">{img_tag(im, width, cap)}'
         f'<figcaption style="font-size: 0.75rem; color: inherit; opacity: 0.72; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
         for im, cap in zip(images, captions))
-    st.html(f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
+    st.html(f'<div{tid}>{head}<div style="display: flex; flex-wrap: wrap;">{cells}</div></div>' if head else
+            f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
 
 
 def table_markdown(rows: list[dict[str, object]], formats: dict[str, str] | None = None) -> str:
