@@ -268,7 +268,6 @@ class Controller {
     this.el.note.hidden = !m.server;
     this.el.note.textContent = m.note;
     if (m.server && data.image) this.showServerImage(data.image);
-    this.theme = this.themeKey(); // a changed theme redraws the pad (its key holds the colours); nothing else does
     this.requestPaint();
   }
 
@@ -473,7 +472,9 @@ class Controller {
     const pad = this.el.pad;
     const dpr = window.devicePixelRatio || 1;
     const size = Math.round(pad.clientWidth * dpr) || 280;
-    const bgKey = `${m.id}:${size}:${this.theme}`;
+    // The theme's colours are part of the key: a theme switch redraws the background. Read here, in the frame, not in
+    // update(): there the DOM that Streamlit just changed would make getComputedStyle recompute styles at once.
+    const bgKey = `${m.id}:${size}:${this.themeKey()}`;
     // A rerun that sends back the z already on screen (every release) repaints nothing: in Chromium without a GPU
     // this pad's drawImage and the background were ~9 ms of the page's main thread per release.
     const paintKey = `${bgKey}:${this.z.join(",")}`;
