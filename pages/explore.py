@@ -149,13 +149,15 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
                   f"The image below, decoded from z = ({shown}{', …' if L > 4 else ''}), follows the pointer while "
                   "you drag.")
     latent_sliders_ui(active, dims)  # returns the same z (tests/e2e compare the two decodes)
-    links.write("z", z.tolist())  # a release re-runs only this fragment: the link follows z here
     if traverse and dims:
         st.subheader("Traversal", anchor=False)
         images, values = vae.traversal(model, torch.as_tensor(z, dtype=torch.float32), dims, -3.0, 3.0, 9)
         rows = [grid(images[r], nrow=images.shape[1]) for r in range(len(dims))]
         image_row(rows, [f"{zname(d)}: −3 … +3" for d in dims], width=9 * 44, test_id="traversal", stacked=True,
                   note="Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
+    # A release re-runs only this fragment: the link follows z here, last, so that the browser's URL update (a
+    # history.replaceState and Streamlit's page bookkeeping) is not among the messages it handles before the paint.
+    links.write("z", z.tolist())
 
 
 def server_decode(model: vae.VAE, z: np.ndarray, source: str, caption: str) -> None:
