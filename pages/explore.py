@@ -156,7 +156,8 @@ def live_ui(active: state.ActiveModel, dims: list[int], traverse: bool) -> None:
         image_row(rows, [f"{zname(d)}: −3 … +3" for d in dims], width=9 * 44, test_id="traversal", stacked=True,
                   note="Each row sweeps one dimension from −3 to 3 around the current z, the others held fixed.")
     # A release re-runs only this fragment: the link follows z here, last, so that the browser's URL update (a
-    # history.replaceState and Streamlit's page bookkeeping) is not among the messages it handles before the paint.
+    # history.pushState and a state change of Streamlit's whole app) is not among the messages it handles before the
+    # paint of the decode.
     links.write("z", z.tolist())
 
 
