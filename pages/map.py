@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 
 import vae
-from ui import projections, safe, state, workspace
+from ui import links, projections, safe, state, workspace
 from ui.latent_control import latent_control
 from ui.safe import md
 from ui.scatter import atlas_png, make_layer, scatter_map
@@ -54,14 +54,17 @@ URL_KEYS = ("split", "colour", "proj", "point")
 
 
 def to_url(split: str, colour: str, method: str) -> None:
-    """The view into the URL, as one change: each change of st.query_params is a message the browser renders."""
+    """The view and the current model into the URL, as one change: each change of st.query_params is a message the
+    browser handles with a history.pushState and a re-render of the whole app. ?model= is written here too, or a
+    model switch would send two (this one with the old model, then app.py's links.write_model with the new)."""
     pick = ss.get("map_pick")
     want = {"split": split, "colour": colour, "proj": method}
     if pick and pick.get("kind") == "point":
         want["point"] = str(pick["index"])
-    if {k: st.query_params.get(k) for k in URL_KEYS} != {**dict.fromkeys(URL_KEYS), **want}:
-        keep = {k: st.query_params.get_all(k) for k in st.query_params if k not in URL_KEYS}  # ?model=, ?img=, …
-        st.query_params.from_dict({**keep, **want})
+    model = links.model_value()
+    if {k: st.query_params.get(k) for k in (*URL_KEYS, "model")} != {**dict.fromkeys(URL_KEYS), **want, "model": model}:
+        keep = {k: st.query_params.get_all(k) for k in st.query_params if k not in (*URL_KEYS, "model")}  # ?img=, …
+        st.query_params.from_dict({**keep, **want, **({"model": model} if model else {})})
 
 
 def settings_ui(active: state.ActiveModel) -> tuple[str, str, str]:
@@ -428,5 +431,7 @@ if ss.get("map_shown") != shown:  # Auto turned PCA into t-SNE, say: a position 
     ss["map_shown"] = shown
     if (ss.get("map_pick") or {}).get("kind") == "position":
         ss.pop("map_pick", None)
-to_url(split, colour, method)
-map_ui(active, split, colour, shown, m)
+try:
+    map_ui(active, split, colour, shown, m)
+finally:  # last: the URL's change is handled in the browser before whatever follows it, the map included
+    to_url(split, colour, method)

@@ -152,10 +152,15 @@ def apply_model() -> None:
     st.session_state["model_key"] = f"path:{names[name]}"
 
 
+def model_value() -> str | None:
+    """What ?model= says for the current model: its file's stem, or None (a model trained or uploaded in a tab)."""
+    key = st.session_state.get("model_key") or ""
+    return Path(key[5:]).stem if key.startswith("path:") else None
+
+
 def write_model() -> None:
     """Keep ?model= on the current model when it is a file (a model trained or uploaded in a tab has no link)."""
-    key = st.session_state.get("model_key") or ""
-    write("model", Path(key[5:]).stem if key.startswith("path:") else None)
+    write("model", model_value())
 
 
 def notices_ui(container) -> None:
