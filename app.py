@@ -27,16 +27,17 @@ if __name__ == "__main__":  # a script run (Streamlit runs the script as __main_
     links.apply_model()  # ?model=NAME, once per tab
     model_sidebar()
     workspace.link_ui()  # ?img=DATASET:INDEX and ?b=…, once per tab
-    tray = st.sidebar.container()  # filled after the page: an upload on this run shows in the tray at once
-    links.copy_link_ui()
-    notices = st.sidebar.container()
     try:
         current.run()
     finally:  # also after st.stop() in a page
-        workspace.tray(tray)
+        # The rest of the sidebar after the page: the browser renders a run's messages in order, one by one, and
+        # these (the tray, the link button, the notices) are not what the user is waiting for. The tray also shows
+        # an upload made on this very run.
+        workspace.tray(st.sidebar.container())
+        links.copy_link_ui()
         links.write_model()
         workspace.write_link()
-        links.notices_ui(notices)
+        links.notices_ui(st.sidebar)
 else:  # imported by `streamlit run app.py`, which serves `app` (Streamlit 1.67): its lifespan warms the server
     from ui.preload import lifespan
 
