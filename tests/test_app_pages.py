@@ -161,7 +161,7 @@ def test_the_intro_and_the_navigation_import_no_torch():
 
 def test_the_warmed_server_hides_its_startup_heap_from_the_garbage_collector():
     """After the preload (imports, the default model, its data set, the browser's decoder) the objects alive are frozen:
-    Python's automatic full collections then skip them instead of walking ~250,000 objects (57-117 ms per run that
+    Python's automatic full collections then skip them instead of walking ~260,000 objects (57-117 ms per run that
     triggered one). The model's first decode still works on the frozen heap."""
     code = """
     import gc

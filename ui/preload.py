@@ -147,7 +147,7 @@ def warm() -> None:
 
 
 def freeze_heap() -> None:
-    """Move every object alive now (the imports, the default model and its data: ~235,000 objects the cyclic garbage
+    """Move every object alive now (the imports, the default model and its data: ~260,000 objects the cyclic garbage
     collector would otherwise walk) out of the collector's sight. Python's automatic full collection walked them all:
     57-117 ms each, on the script thread of whichever run triggered it, three times in 30 slider releases on Explore
     (a gc callback's log). After gc.freeze() a full collection walks only what came later. Frozen objects are still

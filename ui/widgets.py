@@ -56,9 +56,9 @@ def show_svg(markup: str, as_image: bool = False, test_id: str = "") -> None:
     st.markdown(markup.replace("\n", " "), unsafe_allow_html=True)
 
 
-def caption_html(text: str, margin: str = "0 0 0.5rem") -> str:
+def caption_html(text: str) -> str:
     """`text` escaped, looking like st.caption (small, the text colour at 60 %), for inside one st.html element."""
-    return f'<p style="margin: {margin}; font-size: 0.875rem; opacity: 0.6;">{html.escape(text)}</p>'
+    return f'<p style="margin: 0 0 0.5rem; font-size: 0.875rem; opacity: 0.6;">{html.escape(text)}</p>'
 
 
 def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | None = None, width: int = 84,
