@@ -296,6 +296,17 @@ def test_map_tsne_runs_in_the_background_then_replaces_pca():
     assert any("from the t-SNE inverse" in c.value for c in at.caption)
 
 
+def test_the_map_worker_runs_below_the_server_s_cpu_priority():
+    """t-SNE and UMAP are fitted in a worker process niced below the server: model switches and page opens made while
+    a map is being fitted get the cores first."""
+    import os
+
+    from ui import projections
+
+    worker = projections._pool().submit(os.nice, 0).result(timeout=300)
+    assert worker == min(19, os.nice(0) + projections.WORKER_NICE) and projections.WORKER_NICE > 0
+
+
 def test_map_selection_groups_and_a_direction_sent_to_explore():
     labels = state.prefetch_dataset("mnist5k").result().y_test.numpy()
     fours, nines = np.nonzero(labels == 4)[0][:30].tolist(), np.nonzero(labels == 9)[0][:30].tolist()

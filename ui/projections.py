@@ -22,9 +22,14 @@ import numpy as np
 
 import vae
 from ui import state, user_data
-from vae.projections import METHODS, NeighbourMap, ProjectionError, exit_with_parent, fit_map_arrays
+from vae.projections import METHODS, NeighbourMap, ProjectionError, fit_map_arrays, map_worker_init
 
 DEFAULT_METHOD = "tsne"  # measured faster than UMAP here (bench/map_latency.py), and it separates mnist's classes
+# The worker's niceness. A t-SNE of 5,000 points keeps one of two cores busy for 3-5 s after a model is first
+# chosen (the sidebar queues it); at the server's priority the model switches made meanwhile were the slow tail of
+# bench/app_latency.py's cached switch. Training's thread runs at 5 (ui/training_job.py); a map nobody waits on
+# can yield more.
+WORKER_NICE = 10
 MAX_ENTRIES = 24
 _LOCK = threading.Lock()
 _POOL: ProcessPoolExecutor | None = None
@@ -53,7 +58,7 @@ def _pool() -> ProcessPoolExecutor:
         if _POOL is None:
             # spawn, not fork: the server has threads (a forked child could inherit a held lock)
             _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=exit_with_parent, initargs=(os.getpid(),))
+                                        initializer=map_worker_init, initargs=(os.getpid(), WORKER_NICE))
             if not _ATEXIT_REGISTERED:
                 # threading's exit hooks run newest first, so this one runs before concurrent.futures' join
                 threading._register_atexit(_stop_worker)

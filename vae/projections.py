@@ -278,6 +278,16 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="vae-map-watch", daemon=True).start()
 
 
+def map_worker_init(parent: int, nice: int = 0) -> None:
+    """The map worker's initializer: exit with `parent`, and run `nice` steps below its CPU priority (where the OS has
+    niceness), so that a fit yields the cores to the server and the browser while someone is using them."""
+    import os
+
+    exit_with_parent(parent)
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)
+
+
 # ------------------------------------------------------------------------------------------- selections, directions
 @dataclass(frozen=True)
 class Direction:
