@@ -17,7 +17,7 @@ from ui.directions import directions_ui
 from ui.latent_control import current_z, latent_control
 from ui.safe import md
 from ui.semi_ui import class_selector_ui
-from ui.widgets import image_row, img_tag, show_image
+from ui.widgets import CAPTION_STYLE, image_row, img_tag, show_image
 from vae.applications import png_bytes
 from vae.data import grid
 
@@ -167,7 +167,7 @@ def server_decode(model: vae.VAE, z: np.ndarray, source: str, caption: str) -> N
     time the round trip. One element, not three (markdown, caption, html): two renders fewer per release."""
     x_hat = vae.decode(model, torch.as_tensor(z, dtype=torch.float32))[0]
     st.html(f'<p style="margin: 0;"><strong>{html.escape(source)}</strong> '
-            f'<span style="font-size: 0.875rem; opacity: 0.6;">· {html.escape(caption)}</span></p>'
+            f'<span style="{CAPTION_STYLE}">· {html.escape(caption)}</span></p>'
             f'<div style="display: none">{img_tag(x_hat, 28, "server decode", "decoded-image")}</div>')
 
 

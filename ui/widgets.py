@@ -56,9 +56,12 @@ def show_svg(markup: str, as_image: bool = False, test_id: str = "") -> None:
     st.markdown(markup.replace("\n", " "), unsafe_allow_html=True)
 
 
+CAPTION_STYLE = "font-size: 0.875rem; opacity: 0.6;"  # st.caption's look: small, the text colour at 60 %
+
+
 def caption_html(text: str) -> str:
-    """`text` escaped, looking like st.caption (small, the text colour at 60 %), for inside one st.html element."""
-    return f'<p style="margin: 0 0 0.5rem; font-size: 0.875rem; opacity: 0.6;">{html.escape(text)}</p>'
+    """`text` escaped, looking like st.caption, as a paragraph for inside one st.html element."""
+    return f'<p style="margin: 0 0 0.5rem; {CAPTION_STYLE}">{html.escape(text)}</p>'
 
 
 def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | None = None, width: int = 84,
@@ -74,14 +77,13 @@ def image_row(images: list[torch.Tensor | np.ndarray], captions: list[str] | Non
             f'<div style="display: flex; align-items: center; gap: 10px; margin-bottom: 4px;">'
             f'<span style="font-size: 0.8rem; color: inherit; opacity: 0.72; min-width: 90px; text-align: right;">{html.escape(cap)}</span>'
             f'{img_tag(im, width, cap)}</div>' for im, cap in zip(images, captions))
-        st.html(f"<div{tid}>{head}{rows}</div>")
-        return
-    cells = "".join(
-        f'<figure style="margin: 0 6px 6px 0; text-align: center;">{img_tag(im, width, cap)}'
-        f'<figcaption style="font-size: 0.75rem; color: inherit; opacity: 0.72; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
-        for im, cap in zip(images, captions))
-    st.html(f'<div{tid}>{head}<div style="display: flex; flex-wrap: wrap;">{cells}</div></div>' if head else
-            f'<div style="display: flex; flex-wrap: wrap;"{tid}>{cells}</div>')
+    else:
+        cells = "".join(
+            f'<figure style="margin: 0 6px 6px 0; text-align: center;">{img_tag(im, width, cap)}'
+            f'<figcaption style="font-size: 0.75rem; color: inherit; opacity: 0.72; max-width: {width + 20}px;">{html.escape(cap)}</figcaption></figure>'
+            for im, cap in zip(images, captions))
+        rows = f'<div style="display: flex; flex-wrap: wrap;">{cells}</div>'
+    st.html(f"<div{tid}>{head}{rows}</div>")
 
 
 def table_markdown(rows: list[dict[str, object]], formats: dict[str, str] | None = None) -> str:
